@@ -1,0 +1,104 @@
+"""Pieces every block shares: layer factories, the bottleneck convolution, resizing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
+
+__all__ = ["ActivationLayer", "NormLayer", "bottleneck_conv", "conv_norm_act", "resize_to"]
+
+#: Builds a normalisation layer for a number of channels, e.g. ``nn.BatchNorm2d``.
+NormLayer = Callable[[int], nn.Module]
+#: Builds an activation layer; called with ``inplace=True`` as torchvision does.
+ActivationLayer = Callable[..., nn.Module]
+
+
+def conv_norm_act(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int = 1,
+    *,
+    norm_layer: NormLayer = nn.BatchNorm2d,
+    activation_layer: ActivationLayer = nn.ReLU,
+    bias: bool | None = None,
+) -> Conv2dNormActivation:
+    """Conv → norm → activation with "same" padding (torchvision's block, no bias by default)."""
+    return Conv2dNormActivation(
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride,
+        norm_layer=norm_layer,
+        activation_layer=activation_layer,
+        bias=bias,
+    )
+
+
+def bottleneck_conv(
+    in_channels: int,
+    out_channels: int,
+    *,
+    bottleneck_width: int,
+    stride: int = 1,
+    norm_first: bool = False,
+    norm_layer: NormLayer = nn.BatchNorm2d,
+    activation_layer: ActivationLayer = nn.ReLU,
+) -> nn.Sequential:
+    """The DenseNet bottleneck: a 1×1 conv to at most ``bottleneck_width * out_channels``
+    channels, then a 3×3 conv (strided when ``stride`` is 2).
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels (the growth).
+        bottleneck_width: Width factor of the 1×1 conv; it never widens the input.
+        stride: 1, or 2 to halve the resolution.
+        norm_first: Pre-activation (norm → act → conv, twice) instead of conv → norm → act.
+        norm_layer: Normalisation factory.
+        activation_layer: Activation factory.
+
+    Returns:
+        ``Sequential(conv_norm_act(1×1), conv_norm_act(3×3))``, or the flat pre-activation
+        sequence ``norm, act, conv1×1, norm, act, conv3×3``.
+    """
+    inner = min(in_channels, bottleneck_width * out_channels)
+    if not norm_first:
+        return nn.Sequential(
+            conv_norm_act(
+                in_channels,
+                inner,
+                1,
+                norm_layer=norm_layer,
+                activation_layer=activation_layer,
+            ),
+            conv_norm_act(
+                inner,
+                out_channels,
+                3,
+                stride,
+                norm_layer=norm_layer,
+                activation_layer=activation_layer,
+            ),
+        )
+    return nn.Sequential(
+        norm_layer(in_channels),
+        activation_layer(inplace=True),
+        nn.Conv2d(in_channels, inner, 1, bias=False),
+        norm_layer(inner),
+        activation_layer(inplace=True),
+        nn.Conv2d(inner, out_channels, 3, stride, padding=1, bias=False),
+    )
+
+
+def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Bilinearly resize ``x`` to ``size`` (align_corners=True, as RANet does).
+
+    Resizing to the size a tensor already has is the identity with align_corners=True, so it
+    is skipped: the original spends about half its forward time on such no-op resizes.
+    """
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=True)

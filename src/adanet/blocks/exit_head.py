@@ -1,0 +1,59 @@
+"""``ExitHead``: the classifier attached at an exit."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._common import ActivationLayer, NormLayer, conv_norm_act
+
+__all__ = ["ExitHead"]
+
+
+class ExitHead(nn.Module):
+    """Two strided 3×3 conv-norm-act layers, global average pooling and a linear layer.
+
+    The original heads end in ``AvgPool2d(2)``, which only works when the map has shrunk to
+    2×2 (the original input sizes); adaptive pooling gives the same result there and works at
+    any size.
+
+    Args:
+        in_channels: Channels of the feature map the exit sees.
+        num_classes: Output classes.
+        hidden_channels: Width of the two convs (128 in the CIFAR heads; ``None`` keeps
+            ``in_channels``, as the ImageNet heads do).
+        norm_layer: Normalisation factory.
+        activation_layer: Activation factory.
+
+    Shape:
+        ``[N, in_channels, H, W]`` → ``[N, num_classes]``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        hidden_channels: int | None = 128,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        activation_layer: ActivationLayer = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        hidden = in_channels if hidden_channels is None else hidden_channels
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.convs = nn.Sequential(
+            conv_norm_act(
+                in_channels, hidden, 3, 2, norm_layer=norm_layer, activation_layer=activation_layer
+            ),
+            conv_norm_act(
+                hidden, hidden, 3, 2, norm_layer=norm_layer, activation_layer=activation_layer
+            ),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.convs(x))  # [N, hidden, 1, 1]
+        logits: Tensor = self.classifier(torch.flatten(x, 1))  # [N, num_classes]
+        return logits

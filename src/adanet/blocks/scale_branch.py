@@ -1,0 +1,202 @@
+"""``ScaleBlock`` and ``ScaleBranch``: the blocks at one resolution (RANet's "scale flow")."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ._common import ActivationLayer, NormLayer, conv_norm_act, resize_to
+from .dense_layer import DenseLayer
+from .fusion_block import FusionBlock
+
+__all__ = ["ScaleBlock", "ScaleBranch"]
+
+
+class ScaleBlock(nn.Module):
+    """``num_layers`` dense layers at one scale, optionally fused with a coarser scale, then
+    an optional 1×1 transition.
+
+    Without ``coarse_channels`` every layer is a :class:`DenseLayer` (the original's
+    ``_BlockNormal``). With it (``_BlockUpNormal``) layer ``j`` is a :class:`FusionBlock`
+    fed the ``j``-th intermediate feature of the coarser scale's block, and after the last
+    layer the coarser block's final feature is compressed by a 1×1 conv, upsampled and
+    appended.
+
+    Args:
+        in_channels: Input channels.
+        num_layers: Dense layers in the block.
+        growth_rate: Channels each layer adds.
+        bottleneck_width: Bottleneck factor of this scale.
+        coarse_channels: Channels of the coarser block's features (its input, then each
+            layer's output: ``num_layers + 1`` or more entries), or ``None`` for a plain
+            block.
+        coarse_bottleneck_width: Bottleneck factor of the coarser scale.
+        compress_factor: Share of channels taken from the coarser scale.
+        downsample: The last layer halves the resolution.
+        transition: End with a 1×1 conv-norm-act to ``floor(reduction * channels)``.
+        reduction: Transition reduction.
+        norm_first: Pre-activation dense layers.
+        norm_layer: Normalisation factory.
+        activation_layer: Activation factory.
+
+    Attributes:
+        out_channels: Channels of the block's output.
+        feature_channels: Channels of the features :meth:`forward` exposes for a finer block
+            to fuse.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_layers: int,
+        growth_rate: int,
+        *,
+        bottleneck_width: int = 4,
+        coarse_channels: Sequence[int] | None = None,
+        coarse_bottleneck_width: int = 4,
+        compress_factor: float = 0.25,
+        downsample: bool = False,
+        transition: bool = False,
+        reduction: float = 0.5,
+        norm_first: bool = False,
+        norm_layer: NormLayer = nn.BatchNorm2d,
+        activation_layer: ActivationLayer = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if coarse_channels is not None and len(coarse_channels) < num_layers + 1:
+            raise ValueError(
+                f"a fused block of {num_layers} layers needs {num_layers + 1} coarse feature "
+                f"widths (the coarser block's input and each layer's output), got "
+                f"{len(coarse_channels)}"
+            )
+        self.fused = coarse_channels is not None
+        self.feature_channels = [in_channels + j * growth_rate for j in range(num_layers + 1)]
+        layers: list[nn.Module] = []
+        for j in range(num_layers):
+            stride = 2 if downsample and j == num_layers - 1 else 1
+            width = self.feature_channels[j]
+            if coarse_channels is None:
+                layers.append(
+                    DenseLayer(
+                        width,
+                        growth_rate,
+                        bottleneck_width=bottleneck_width,
+                        stride=stride,
+                        norm_first=norm_first,
+                        norm_layer=norm_layer,
+                        activation_layer=activation_layer,
+                    )
+                )
+            else:
+                layers.append(
+                    FusionBlock(
+                        width,
+                        coarse_channels[j],
+                        growth_rate,
+                        compress_factor=compress_factor,
+                        bottleneck_width=bottleneck_width,
+                        coarse_bottleneck_width=coarse_bottleneck_width,
+                        downsample=stride == 2,
+                        norm_first=norm_first,
+                        norm_layer=norm_layer,
+                        activation_layer=activation_layer,
+                    )
+                )
+        self.layers = nn.ModuleList(layers)
+        channels = self.feature_channels[-1]
+        self.fuse_last: nn.Module | None = None
+        if coarse_channels is not None:
+            extra = math.floor(channels * compress_factor)
+            self.fuse_last = conv_norm_act(
+                coarse_channels[num_layers],
+                extra,
+                1,
+                norm_layer=norm_layer,
+                activation_layer=activation_layer,
+            )
+            channels += extra
+        self.transition: nn.Module | None = None
+        if transition:
+            reduced = math.floor(reduction * channels)
+            self.transition = conv_norm_act(
+                channels, reduced, 1, norm_layer=norm_layer, activation_layer=activation_layer
+            )
+            channels = reduced
+        self.out_channels = channels
+
+    def forward(
+        self, x: Tensor, coarse: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Run the block.
+
+        Args:
+            x: ``[N, in_channels, H, W]``.
+            coarse: The coarser block's features (required when the block is fused).
+
+        Returns:
+            The output, and the features a finer block fuses: the input and each layer's
+            output.
+        """
+        if self.fused and (coarse is None or len(coarse) < len(self.layers) + 1):
+            got = "none" if coarse is None else str(len(coarse))
+            raise ValueError(
+                f"this fused block needs {len(self.layers) + 1} coarse features, got {got}"
+            )
+        features = [x]
+        for j, layer in enumerate(self.layers):
+            x = layer(x) if coarse is None else layer(x, coarse[j])  # grows by growth_rate
+            features.append(x)
+        if self.fuse_last is not None and coarse is not None:
+            extra = resize_to(self.fuse_last(coarse[len(self.layers)]), x.shape[-2:])
+            x = torch.cat([x, extra], dim=1)
+        if self.transition is not None:
+            x = self.transition(x)
+        return x, features
+
+
+class ScaleBranch(nn.Module):
+    """The blocks at one resolution, run in order (RANet's "scale flow").
+
+    The first blocks may be fused with the coarser branch (block ``b`` takes the features of
+    the coarser branch's block ``b``); :meth:`forward` returns every block's features so that
+    the next finer branch can fuse them.
+
+    Args:
+        blocks: The blocks, in order.
+    """
+
+    def __init__(self, blocks: Sequence[ScaleBlock]) -> None:
+        super().__init__()
+        if not blocks:
+            raise ValueError("a ScaleBranch needs at least one block")
+        self.blocks = nn.ModuleList(blocks)
+        self.num_fused = sum(1 for block in blocks if block.fused)
+        if any(not block.fused for block in blocks[: self.num_fused]):
+            raise ValueError("fused blocks must come first in a ScaleBranch")
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def forward(
+        self, x: Tensor, coarse: Sequence[Sequence[Tensor]] | None = None
+    ) -> tuple[Tensor, list[list[Tensor]]]:
+        """Run every block.
+
+        Args:
+            x: The branch's input.
+            coarse: Per block of the coarser branch, its features (needed for the first
+                ``num_fused`` blocks).
+
+        Returns:
+            The last block's output, and every block's features.
+        """
+        features: list[list[Tensor]] = []
+        for b, block in enumerate(self.blocks):
+            x, block_features = block(x, coarse[b] if block.fused and coarse else None)
+            features.append(block_features)
+        return x, features

@@ -1,0 +1,314 @@
+"""``RANetConfig``: every option of the original RANet, validated, with the published presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from typing_extensions import Self
+
+from .._validation import (
+    require_choice,
+    require_fraction,
+    require_int,
+    require_int_tuple,
+)
+from ..reference_args import parse_reference_args
+
+__all__ = ["RANetConfig"]
+
+StepMode = Literal["even", "lg"]
+Variant = Literal["cifar", "imagenet"]
+
+# The original's option names (args.txt) and the fields they fill.
+_REFERENCE_NAMES = {
+    "nBlocks": "num_blocks",
+    "nChannels": "num_channels",
+    "growthRate": "growth_rate",
+    "grFactor": "growth_factors",
+    "bnFactor": "bottleneck_factors",
+    "block_step": "block_step",
+    "scale_list": "scale_list",
+    "compress_factor": "compress_factor",
+    "step": "step",
+    "stepmode": "step_mode",
+    "reduction": "reduction",
+}
+
+_LIST_OPTIONS = ("grFactor", "bnFactor", "scale_list")
+
+# The original picks stem, heads and class count from the dataset name alone.
+_DATASETS: dict[str, tuple[Variant, int]] = {
+    "cifar10": ("cifar", 10),
+    "cifar100": ("cifar", 100),
+    "ImageNet": ("imagenet", 1000),
+}
+
+
+def _parse_factor_list(name: str, value: Any) -> Any:
+    """Accept the original's ``'4-2-1'`` strings as well as parsed lists."""
+    if isinstance(value, str):
+        try:
+            return tuple(int(part) for part in value.split("-"))
+        except ValueError:
+            raise ValueError(f"{name} must look like '4-2-1', got {value!r}") from None
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+@dataclass(frozen=True)
+class RANetConfig:
+    """The architecture of a RANet (Yang et al., "Resolution Adaptive Networks", CVPR 2020).
+
+    Field names are pythonic spellings of the original ``main.py`` options (``nBlocks`` →
+    ``num_blocks`` and so on; the docs list them all). Scales are numbered from the
+    coarsest (scale 0, the first to run) to the finest, as in the original.
+
+    Attributes:
+        num_blocks: Blocks in the coarsest scale (``--nBlocks``); scale ``s`` has
+            ``num_blocks + s * block_step`` blocks.
+        num_channels: Base width of the stem (``--nChannels``); scale ``s`` starts with
+            ``num_channels * growth_factors[s]`` channels.
+        growth_rate: Channels each dense layer adds, times ``growth_factors[s]``
+            (``--growthRate``).
+        growth_factors: Per-scale width multipliers, coarsest first (``--grFactor``).
+        bottleneck_factors: Per-scale bottleneck widths: a dense layer's 1×1 conv has at
+            most ``factor * growth`` channels (``--bnFactor``).
+        block_step: Extra blocks in each finer scale (``--block-step``).
+        scale_list: Resolution index of each scale, coarsest first, non-decreasing
+            (``--scale-list``); equal neighbours share a resolution.
+        compress_factor: Share of a fusion layer's new channels that come from the coarser
+            scale (``--compress-factor``).
+        step: Dense layers per block (``--step``); with ``step_mode="lg"`` block ``b`` has
+            ``step * (b + 1)`` layers.
+        step_mode: ``"even"`` or ``"lg"`` (``--stepmode``).
+        reduction: Channel reduction of transition layers (``--reduction``).
+        bn_after: Conv-norm-act layers (the original's only variant) when true; pre-activation
+            norm-act-conv when false.
+        variant: ``"cifar"`` (3×3 stem, 128-wide heads) or ``"imagenet"`` (7×7/2 stem with
+            max-pool, heads as wide as their input), as the original's ``--data``.
+        num_classes: Classes of every exit.
+        in_channels: Channels of the input images.
+    """
+
+    num_blocks: int = 2
+    num_channels: int = 16
+    growth_rate: int = 6
+    growth_factors: tuple[int, ...] = (4, 2, 1)
+    bottleneck_factors: tuple[int, ...] = (4, 2, 1)
+    block_step: int = 2
+    scale_list: tuple[int, ...] = (1, 2, 3)
+    compress_factor: float = 0.25
+    step: int = 4
+    step_mode: StepMode = "even"
+    reduction: float = 0.5
+    bn_after: bool = True
+    variant: Variant = "cifar"
+    num_classes: int = 10
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        require_int("num_blocks", self.num_blocks, 1)
+        require_int("num_channels", self.num_channels, 1)
+        require_int("growth_rate", self.growth_rate, 1)
+        require_int("block_step", self.block_step, 0)
+        require_int("step", self.step, 1)
+        require_int("num_classes", self.num_classes, 1)
+        require_int("in_channels", self.in_channels, 1)
+        require_int_tuple("scale_list", self.scale_list, 1)
+        for coarser, finer in zip(self.scale_list, self.scale_list[1:], strict=False):
+            if finer < coarser:
+                raise ValueError(
+                    "scale_list must be non-decreasing (coarsest scale first, e.g. (1, 2, 3)), "
+                    f"got {self.scale_list!r}"
+                )
+        scales = len(self.scale_list)
+        require_int_tuple("growth_factors", self.growth_factors, 1, scales)
+        require_int_tuple("bottleneck_factors", self.bottleneck_factors, 1, scales)
+        require_fraction(
+            "compress_factor",
+            self.compress_factor,
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
+        require_fraction(
+            "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True
+        )
+        require_choice("step_mode", self.step_mode, ("even", "lg"))
+        require_choice("variant", self.variant, ("cifar", "imagenet"))
+        if not isinstance(self.bn_after, bool):
+            raise TypeError(f"bn_after must be a bool, got {self.bn_after!r}")
+        for scale in range(1, scales):
+            # A fusion layer splits its growth between the coarse and the fine path; both
+            # must get at least one channel or a conv with zero outputs is built.
+            growth = self.growth_rate * self.growth_factors[scale]
+            coarse = math.floor(growth * self.compress_factor)
+            if coarse < 1 or growth - coarse < 1:
+                raise ValueError(
+                    f"compress_factor={self.compress_factor} gives scale {scale} (growth "
+                    f"{growth}) {coarse} channels from the coarser scale and {growth - coarse} "
+                    "of its own; both must be at least 1: choose compress_factor in "
+                    f"[{1 / growth:.3g}, {1 - 1 / growth:.3g}] or a larger growth_rate"
+                )
+
+    # ----------------------------------------------------------------------------- derived
+
+    @property
+    def num_scales(self) -> int:
+        """Number of scales (resolution branches)."""
+        return len(self.scale_list)
+
+    @property
+    def blocks_per_scale(self) -> tuple[int, ...]:
+        """Blocks in each scale, coarsest first."""
+        return tuple(self.num_blocks + s * self.block_step for s in range(self.num_scales))
+
+    @property
+    def num_exits(self) -> int:
+        """Number of exits: one per block of the finest scale."""
+        return self.blocks_per_scale[-1]
+
+    def layers_in_block(self, block: int) -> int:
+        """Dense layers in block ``block`` (0-based, the same in every scale)."""
+        return self.step * (block + 1) if self.step_mode == "lg" else self.step
+
+    @property
+    def default_image_size(self) -> int:
+        """The image size the original trains this variant at (32 or 224)."""
+        return 32 if self.variant == "cifar" else 224
+
+    # ------------------------------------------------------------------------ conversions
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (tuples become lists) that :meth:`from_dict` reads back."""
+        return {
+            field.name: list(value) if isinstance(value, tuple) else value
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Build a config from :meth:`to_dict`'s output.
+
+        Raises:
+            ValueError: On keys that are not fields of this config.
+        """
+        names = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}")
+        values: dict[str, Any] = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
+        }
+        return cls(**values)
+
+    @classmethod
+    def from_reference_args(cls, path_or_text: str | os.PathLike[str]) -> Self:
+        """Read the ``args.txt`` that the original RANet ``main.py`` writes.
+
+        Args:
+            path_or_text: Path of the file, or its one ``Namespace(...)`` line.
+
+        Raises:
+            ValueError: When the file is not a RANet one, names an unknown dataset, or holds
+                an invalid option.
+        """
+        args = parse_reference_args(path_or_text)
+        arch = args.get("arch", "RANet")
+        if str(arch).lower() != "ranet":
+            raise ValueError(
+                f"these reference args are for arch={arch!r}, not RANet"
+                + (
+                    " (use MSDNetConfig.from_reference_args)"
+                    if str(arch).lower() == "msdnet"
+                    else ""
+                )
+            )
+        data = args.get("data", "cifar10")
+        if data not in _DATASETS:
+            raise ValueError(
+                f"unknown dataset data={data!r} in the reference args; the original RANet "
+                f"supports {sorted(_DATASETS)}"
+            )
+        variant, num_classes = _DATASETS[data]
+        values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
+        for reference_name, field_name in _REFERENCE_NAMES.items():
+            if reference_name in args:
+                value = args[reference_name]
+                if reference_name in _LIST_OPTIONS:
+                    value = _parse_factor_list(reference_name, value)
+                values[field_name] = value
+        # The original always builds conv-norm-act layers: its blocks pass True where
+        # ConvBN expects bnAfter, whatever --bnAfter says, so the option is not read here.
+        return cls(**values)
+
+    # ---------------------------------------------------------------------------- presets
+
+    @classmethod
+    def preset(cls, name: str) -> Self:
+        """A published configuration by name (see :meth:`preset_names`).
+
+        Raises:
+            ValueError: For an unknown name; the message lists the known ones.
+        """
+        presets = _presets()
+        if name not in presets:
+            raise ValueError(f"unknown RANet preset {name!r}; known presets: {sorted(presets)}")
+        return cls(**presets[name])
+
+    @staticmethod
+    def preset_names() -> tuple[str, ...]:
+        """Names accepted by :meth:`preset`."""
+        return tuple(sorted(_presets()))
+
+
+def _presets() -> dict[str, dict[str, Any]]:
+    # train_cifar.sh of the original repository.
+    cifar = {
+        "num_blocks": 2,
+        "num_channels": 16,
+        "growth_rate": 6,
+        "growth_factors": (4, 2, 1, 1),
+        "bottleneck_factors": (4, 2, 1, 1),
+        "block_step": 2,
+        "scale_list": (1, 2, 3, 3),
+        "step": 4,
+        "step_mode": "even",
+        "variant": "cifar",
+    }
+    # The original README's budgeted-batch CIFAR command (3 scales, step 2, lg).
+    budgeted = {
+        "num_channels": 16,
+        "step": 2,
+        "step_mode": "lg",
+        "scale_list": (1, 2, 3),
+        "growth_factors": (4, 2, 1),
+        "bottleneck_factors": (4, 2, 1),
+        "variant": "cifar",
+    }
+    return {
+        "cifar10": {**cifar, "num_classes": 10},
+        "cifar100": {**cifar, "num_classes": 100},
+        "cifar10_budgeted": {**budgeted, "num_classes": 10},
+        "cifar100_budgeted": {**budgeted, "num_classes": 100},
+        # The paper's ImageNet model.
+        "imagenet": {
+            "num_channels": 64,
+            "growth_rate": 16,
+            "step": 8,
+            "step_mode": "even",
+            "scale_list": (1, 2, 3, 4),
+            "growth_factors": (4, 2, 2, 1),
+            "bottleneck_factors": (4, 2, 2, 1),
+            "variant": "imagenet",
+            "num_classes": 1000,
+        },
+    }

@@ -1,0 +1,69 @@
+"""Read the ``args.txt`` that the original RANet and MSDNet training scripts write.
+
+Both originals save ``str(args)`` — one ``Namespace(key=value, ...)`` line — into their save
+folder. This module parses that line without evaluating it: every value must be a Python
+literal, so a crafted file cannot run code.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from typing import Any
+
+__all__ = ["parse_reference_args"]
+
+
+def parse_reference_args(path_or_text: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse an original ``args.txt`` into a plain dict.
+
+    Args:
+        path_or_text: The path of an ``args.txt`` file, or its text (a string that starts
+            with ``Namespace(``).
+
+    Returns:
+        The options as a dict of Python literals (lists stay lists).
+
+    Raises:
+        FileNotFoundError: When ``path_or_text`` names a file that does not exist.
+        ValueError: When the text is not one ``Namespace(...)`` call of literal keyword
+            arguments.
+    """
+    text = str(path_or_text) if not isinstance(path_or_text, os.PathLike) else None
+    if text is None or not text.lstrip().startswith("Namespace("):
+        path = os.fspath(path_or_text)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no args file at {path!r} (pass the path of an original args.txt, or its "
+                "text starting with 'Namespace(')"
+            )
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    source = text.strip()
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"cannot parse the reference args: {error.msg}: {source[:80]!r}") from None
+    call = tree.body
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id == "Namespace"
+        and not call.args
+    ):
+        raise ValueError(
+            f"expected one 'Namespace(key=value, ...)' line as the original scripts write, "
+            f"got {source[:80]!r}"
+        )
+    options: dict[str, Any] = {}
+    for keyword in call.keywords:
+        if keyword.arg is None:
+            raise ValueError("'**' expansions are not allowed in reference args")
+        try:
+            options[keyword.arg] = ast.literal_eval(keyword.value)
+        except ValueError:
+            raise ValueError(
+                f"reference arg {keyword.arg!r} is not a Python literal: "
+                f"{ast.unparse(keyword.value)[:60]!r}"
+            ) from None
+    return options
