@@ -1,0 +1,39 @@
+# Set-up and everyday commands. `make demo` runs the main job, `make test` the checks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch and torchvision are pinned here (not in the package's ranges) to the builds this
+# project's machines have on disk, so installing needs no multi-GB download.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?= -n 2
+
+.PHONY: install test lint typecheck pytest demo bench docs clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+lint: install
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+demo: install
+	$(BIN)/python examples/demo.py
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache dist build site

@@ -1,0 +1,114 @@
+import json
+from typing import Any
+
+import pytest
+
+from adanet import RANetConfig
+
+REFERENCE_LINE = (
+    "Namespace(arch='RANet', batch_size=64, block_step=2, bnAfter=True, bnFactor=[4, 2, 1], "
+    "compress_factor=0.25, data='cifar100', data_root='/data', grFactor=[4, 2, 1], "
+    "growthRate=6, nBlocks=2, nChannels=16, nScales=3, reduction=0.5, scale_list=[1, 2, 3], "
+    "step=2, stepmode='lg', use_valid=False)"
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "pattern"),
+    [
+        ("num_blocks", 0, ValueError, "num_blocks must be an int >= 1, got 0"),
+        ("num_blocks", 2.0, TypeError, "num_blocks"),
+        ("num_channels", -4, ValueError, "num_channels"),
+        ("growth_rate", 0, ValueError, "growth_rate"),
+        ("step", 0, ValueError, "step must be"),
+        ("block_step", -1, ValueError, "block_step"),
+        ("num_classes", 0, ValueError, "num_classes"),
+        ("in_channels", True, TypeError, "in_channels"),
+        ("scale_list", (2, 1, 3), ValueError, "non-decreasing"),
+        ("scale_list", (1, 0, 2), ValueError, "scale_list must hold ints >= 1"),
+        ("scale_list", (), TypeError, "scale_list"),
+        ("growth_factors", (4, 2), ValueError, r"one entry per scale \(3"),
+        ("growth_factors", (4, 0, 1), ValueError, "growth_factors must hold ints >= 1"),
+        ("bottleneck_factors", (4, 2, 1, 1), ValueError, "bottleneck_factors must have one entry"),
+        ("bottleneck_factors", [4, 2, 1], TypeError, "tuple"),
+        ("compress_factor", 0.0, ValueError, r"compress_factor must be a number in \(0.0, 1.0\)"),
+        ("compress_factor", 1.0, ValueError, "compress_factor"),
+        ("compress_factor", 0.05, ValueError, "compress_factor=0.05 gives scale"),
+        ("compress_factor", float("nan"), ValueError, "compress_factor"),
+        ("reduction", 0.0, ValueError, "reduction"),
+        ("reduction", 1.5, ValueError, "reduction"),
+        ("step_mode", "log", ValueError, "step_mode must be one of 'even', 'lg', got 'log'"),
+        ("variant", "mnist", ValueError, "variant must be one of"),
+        ("bn_after", 1, TypeError, "bn_after"),
+    ],
+)
+def test_validation(field: str, value: Any, error: type[Exception], pattern: str) -> None:
+    with pytest.raises(error, match=pattern):
+        RANetConfig(**{field: value})
+
+
+def test_derived_values() -> None:
+    config = RANetConfig.preset("cifar10")
+    assert config.num_scales == 4
+    assert config.blocks_per_scale == (2, 4, 6, 8)
+    assert config.num_exits == 8
+    lg = RANetConfig(step=2, step_mode="lg")
+    assert [lg.layers_in_block(b) for b in range(4)] == [2, 4, 6, 8]
+
+
+def test_from_reference_args_text_and_file(tmp_path: Any) -> None:
+    config = RANetConfig.from_reference_args(REFERENCE_LINE)
+    assert config == RANetConfig(step=2, step_mode="lg", num_classes=100, growth_factors=(4, 2, 1))
+    path = tmp_path / "args.txt"
+    path.write_text(REFERENCE_LINE + "\n")
+    assert RANetConfig.from_reference_args(path) == config
+    assert RANetConfig.from_reference_args(str(path)) == config
+
+
+def test_from_reference_args_accepts_unparsed_factor_strings() -> None:
+    line = "Namespace(arch='RANet', data='ImageNet', grFactor='4-2-2-1', bnFactor='4-2-2-1', "
+    line += "scale_list='1-2-3-4', nChannels=64, growthRate=16, step=8)"
+    config = RANetConfig.from_reference_args(line)
+    assert config == RANetConfig.preset("imagenet")
+
+
+@pytest.mark.parametrize(
+    ("line", "pattern"),
+    [
+        ("Namespace(arch='RANet', data='svhn')", "unknown dataset data='svhn'"),
+        ("Namespace(arch='msdnet', data='cifar10')", "MSDNetConfig"),
+        ("Namespace(arch='RANet', stepmode='log')", "step_mode"),
+        ("Namespace(arch='RANet', grFactor='4-x-1')", "grFactor must look like"),
+        ("Namespace(arch=__import__('os').getcwd())", "not a Python literal"),
+        ("Namespace(", "cannot parse"),
+        ("Namespace(1, 2)", "expected one 'Namespace"),
+    ],
+)
+def test_from_reference_args_errors(line: str, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        RANetConfig.from_reference_args(line)
+
+
+def test_missing_args_file(tmp_path: Any) -> None:
+    with pytest.raises(FileNotFoundError, match="no args file"):
+        RANetConfig.from_reference_args(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize("name", RANetConfig.preset_names())
+def test_json_round_trip(name: str) -> None:
+    config = RANetConfig.preset(name)
+    assert RANetConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_from_dict_rejects_unknown_fields() -> None:
+    with pytest.raises(ValueError, match=r"unknown RANetConfig fields \['nBlocks'\]"):
+        RANetConfig.from_dict({"nBlocks": 2})
+
+
+def test_presets() -> None:
+    assert set(RANetConfig.preset_names()) >= {"cifar10", "cifar100", "imagenet"}
+    imagenet = RANetConfig.preset("imagenet")
+    assert (imagenet.num_channels, imagenet.step, imagenet.growth_rate) == (64, 8, 16)
+    assert imagenet.scale_list == (1, 2, 3, 4) and imagenet.growth_factors == (4, 2, 2, 1)
+    with pytest.raises(ValueError, match="unknown RANet preset 'cifar' ; |known presets"):
+        RANetConfig.preset("cifar")

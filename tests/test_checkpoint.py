@@ -1,0 +1,99 @@
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+import adanet
+from adanet import CheckpointError, RANet, RANetConfig, load_reference_checkpoint, save_atomic
+
+
+def _small() -> RANet:
+    return RANet(
+        RANetConfig(
+            num_blocks=1,
+            block_step=1,
+            step=1,
+            scale_list=(1, 2),
+            growth_factors=(2, 1),
+            bottleneck_factors=(2, 1),
+        )
+    )
+
+
+def test_loads_a_bare_state_dict_and_an_adanet_checkpoint(tmp_path: Path) -> None:
+    source, target = _small(), _small()
+    torch.save(source.state_dict(), tmp_path / "bare.pt")
+    load_reference_checkpoint(target, tmp_path / "bare.pt")
+    for a, b in zip(source.state_dict().values(), target.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    torch.save({"model": source.state_dict(), "epoch": 3}, tmp_path / "ours.pt")
+    load_reference_checkpoint(_small(), tmp_path / "ours.pt")
+
+
+def test_another_configuration_says_what_disagrees(reference_dir: Path) -> None:
+    config = RANetConfig.from_reference_args(reference_dir / "ranet" / "cifar10.args.txt")
+    import dataclasses
+
+    model = RANet(dataclasses.replace(config, num_classes=100))
+    with pytest.raises(CheckpointError, match="exit 0 has 10 classes in the checkpoint, 100 in"):
+        load_reference_checkpoint(model, reference_dir / "ranet" / "cifar10.pth.tar")
+    fewer = RANet(dataclasses.replace(config, block_step=1))
+    with pytest.raises(CheckpointError, match="the checkpoint has 8 exits, the model 5"):
+        load_reference_checkpoint(fewer, reference_dir / "ranet" / "cifar10.pth.tar")
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    torch.save(_small().state_dict(), tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or is not a PyTorch checkpoint"):
+        load_reference_checkpoint(_small(), tmp_path / "cut.pt")
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch pwned",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_and_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "evil": _Exploit()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_reference_checkpoint(_small(), tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned").exists()
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(CheckpointError):
+        load_reference_checkpoint(_small(), raw)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_file_and_no_state_dict(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        load_reference_checkpoint(_small(), tmp_path / "nope.pt")
+    torch.save({"epoch": 1, "state_dict": {"a": 1}}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        load_reference_checkpoint(_small(), tmp_path / "odd.pt")
+
+
+def test_save_atomic_replaces_and_survives_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ckpt.pt"
+    save_atomic({"epoch": 1}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+    def crash(obj: object, stream: object) -> None:
+        stream.write(b"half a checkpoint")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adanet.checkpoint.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomic({"epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
