@@ -1,0 +1,534 @@
+"""Tests for adanet.policy: thresholds, measures, calibration and the incremental API."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from torch import Tensor
+
+from adanet.policy import MEASURES, EarlyExitPolicy, geometric_exit_fractions
+
+CALIBRATABLE = ("max_prob", "entropy", "margin")
+
+
+# --------------------------------------------------------------------------- helpers / oracle
+
+
+def make_logits(
+    num_exits: int = 5,
+    num_samples: int = 2000,
+    num_classes: int = 10,
+    seed: int = 0,
+    quantum: float | None = None,
+) -> Tensor:
+    """Random logits whose later exits are more confident; optionally quantised to force ties."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.5, 3.0, num_exits).view(num_exits, 1, 1)
+    logits = torch.randn(num_exits, num_samples, num_classes, generator=gen) * scale
+    if quantum is not None:
+        logits = (logits / quantum).round() * quantum
+    return logits
+
+
+def oracle_find_threshold(
+    logits: Tensor, targets: Tensor, fractions: list[float]
+) -> tuple[list[float], list[int]]:
+    """Plain-loop transcription of the reference Tester.dynamic_eval_find_threshold.
+
+    Works on softmax probabilities, as the reference stored them. Returns its thresholds and the
+    exit each sample takes under them.
+    """
+    probs = torch.softmax(logits.float(), dim=2)
+    n_stage, n_sample, _ = probs.shape
+    max_t, _ = probs.max(dim=2)
+    _, sorted_t = max_t.sort(dim=1, descending=True)
+    max_preds = max_t.tolist()
+    sorted_idx = sorted_t.tolist()
+    filtered = [0] * n_sample
+    thresholds = [1e8] * n_stage
+    for k in range(n_stage - 1):
+        count = 0
+        out_n = math.floor(n_sample * fractions[k])
+        for i in range(n_sample):
+            ori_idx = sorted_idx[k][i]
+            if filtered[ori_idx] == 0:
+                count += 1
+                if count == out_n:
+                    thresholds[k] = max_preds[k][ori_idx]
+                    break
+        for i in range(n_sample):
+            if max_preds[k][i] >= thresholds[k]:
+                filtered[i] += 1
+    thresholds[n_stage - 1] = -1e8
+    exits = []
+    for i in range(n_sample):
+        for k in range(n_stage):
+            if max_preds[k][i] >= thresholds[k]:
+                exits.append(k)
+                break
+    return thresholds, exits
+
+
+def run_incremental(policy: EarlyExitPolicy, logits: Tensor) -> Tensor:
+    """Drives step() like a real early-exit loop: samples that leave are dropped."""
+    num_exits, num_samples, _ = logits.shape
+    exits = torch.full((num_samples,), -1, dtype=torch.long, device=logits.device)
+    alive = torch.arange(num_samples, device=logits.device)
+    state = policy.initial_state(num_samples, logits.device)
+    for k in range(num_exits):
+        leave, state = policy.step(k, logits[k, alive], state)
+        assert leave.dtype == torch.bool and leave.shape == alive.shape
+        exits[alive[leave]] = k
+        keep = ~leave
+        alive = alive[keep]
+        state = {key: value[keep] for key, value in state.items()}
+    assert alive.numel() == 0
+    return exits
+
+
+def brute_force_patience(logits: Tensor, k: int) -> list[int]:
+    preds = logits.argmax(dim=2).T.tolist()  # [samples][exits]
+    num_exits = logits.shape[0]
+    exits = []
+    for row in preds:
+        chosen = num_exits - 1
+        for j in range(k - 1, num_exits):
+            if len(set(row[j - k + 1 : j + 1])) == 1:
+                chosen = j
+                break
+        exits.append(chosen)
+    return exits
+
+
+def all_policies(num_exits: int, logits: Tensor) -> Iterator[EarlyExitPolicy]:
+    fractions = geometric_exit_fractions(0.7, num_exits)
+    for measure in CALIBRATABLE:
+        yield EarlyExitPolicy.calibrate(logits, fractions, measure=measure)
+    for k in (1, 2, 3):
+        yield EarlyExitPolicy.patience(k, num_exits)
+
+
+# --------------------------------------------------------------------------- geometric fractions
+
+
+def test_geometric_fractions_match_reference_formula() -> None:
+    for p in (0.05, 0.5, 1.0, 1.35, 1.95):
+        fractions = geometric_exit_fractions(p, 8)
+        reference = [p**k for k in range(1, 9)]
+        total = sum(reference)
+        assert fractions == pytest.approx([r / total for r in reference], rel=1e-12)
+        assert math.fsum(fractions) == pytest.approx(1.0, abs=1e-12)
+    assert geometric_exit_fractions(1.0, 4) == pytest.approx([0.25] * 4)
+    assert geometric_exit_fractions(3.0, 1) == [1.0]
+
+
+def test_geometric_fractions_are_stable_for_extreme_p() -> None:
+    large = geometric_exit_fractions(1e4, 100)
+    small = geometric_exit_fractions(1e-4, 100)
+    assert all(math.isfinite(f) for f in large + small)
+    assert large[-1] > 0.999 and small[0] > 0.999
+
+
+@pytest.mark.parametrize(("p", "n"), [(0.0, 3), (-1.0, 3), (math.nan, 3), (0.5, 0), (0.5, -2)])
+def test_geometric_fractions_errors(p: float, n: int) -> None:
+    with pytest.raises(ValueError):
+        geometric_exit_fractions(p, n)
+
+
+# --------------------------------------------------------------------------- basic object
+
+
+def test_thresholds_read_back_as_float_tuple() -> None:
+    policy = EarlyExitPolicy([0.5, 1, math.inf, -math.inf])
+    assert policy.thresholds == (0.5, 1.0, math.inf, -math.inf)
+    assert all(type(t) is float for t in policy.thresholds)
+    assert policy.num_exits == 4
+    assert policy.measure == "max_prob"
+    assert policy.patience is None
+
+
+def test_inf_and_minus_inf_thresholds() -> None:
+    logits = make_logits(num_exits=3, num_samples=50)
+    nobody_early = EarlyExitPolicy([math.inf, math.inf, math.inf])
+    assert nobody_early.simulate(logits).tolist() == [2] * 50
+    everybody_first = EarlyExitPolicy([-math.inf, math.inf, math.inf])
+    assert everybody_first.simulate(logits).tolist() == [0] * 50
+    second = EarlyExitPolicy([math.inf, -math.inf, 5.0])
+    assert second.simulate(logits).tolist() == [1] * 50
+
+
+def test_last_exit_takes_everybody_regardless_of_threshold() -> None:
+    logits = make_logits(num_exits=2, num_samples=100)
+    policy = EarlyExitPolicy([2.0, 2.0])  # no probability reaches 2
+    assert policy.simulate(logits).tolist() == [1] * 100
+    leave, _ = policy.step(1, logits[1], policy.initial_state(100))
+    assert bool(leave.all())
+
+
+def test_simulate_matches_explicit_rule_for_max_prob() -> None:
+    logits = make_logits(num_exits=4, num_samples=300)
+    policy = EarlyExitPolicy([0.6, 0.5, 0.4, 0.0])
+    conf = torch.softmax(logits, dim=2).amax(dim=2)
+    expected = []
+    for i in range(300):
+        k = next((k for k in range(3) if conf[k, i] >= policy.thresholds[k]), 3)
+        expected.append(k)
+    assert policy.simulate(logits).tolist() == expected
+    assert policy.simulate(list(logits)).tolist() == expected
+    assert policy.simulate(logits).dtype == torch.int64
+
+
+def test_measures_are_oriented_and_bounded() -> None:
+    confident = torch.tensor([[[20.0, 0.0, 0.0, 0.0]]])
+    uniform = torch.zeros(1, 1, 4)
+    for measure, lo, hi in (("max_prob", 0.25, 1.0), ("entropy", 0.0, 1.0), ("margin", 0.0, 1.0)):
+        assert EarlyExitPolicy([0.999], measure=measure).simulate(confident).tolist() == [0]
+        half = EarlyExitPolicy([0.5, 0.5], measure=measure)
+        two = torch.cat([uniform, confident])
+        # A uniform prediction must not leave at 0.5 for any measure, a confident one must.
+        leave, _ = half.step(0, two[0], {})
+        assert leave.tolist() == [False]
+        leave, _ = half.step(0, two[1], {})
+        assert leave.tolist() == [True]
+        # Exact endpoints of the scale.
+        assert EarlyExitPolicy([lo + 1e-6, 0], measure=measure).simulate(two).tolist() == [1]
+        assert EarlyExitPolicy([hi - 1e-3, 0], measure=measure).simulate(
+            torch.cat([confident, uniform])
+        ).tolist() == [0]
+
+
+def test_entropy_confidence_value() -> None:
+    probs = torch.tensor([0.7, 0.2, 0.1])
+    logits = probs.log().view(1, 1, 3)
+    expected = 1 - float(-(probs * probs.log()).sum()) / math.log(3)
+    just_below = EarlyExitPolicy([expected - 1e-5, 0.0], measure="entropy")
+    just_above = EarlyExitPolicy([expected + 1e-5, 0.0], measure="entropy")
+    two = torch.cat([logits, logits])
+    assert just_below.simulate(two).tolist() == [0]
+    assert just_above.simulate(two).tolist() == [1]
+
+
+def test_margin_confidence_value() -> None:
+    probs = torch.tensor([0.5, 0.3, 0.2])
+    logits = probs.log().view(1, 1, 3).repeat(2, 1, 1)
+    assert EarlyExitPolicy([0.2 - 1e-5, 0], measure="margin").simulate(logits).tolist() == [0]
+    assert EarlyExitPolicy([0.2 + 1e-5, 0], measure="margin").simulate(logits).tolist() == [1]
+
+
+def test_patience_factory() -> None:
+    policy = EarlyExitPolicy.patience(3, 6)
+    assert policy.measure == "patience"
+    assert policy.patience == 3
+    assert policy.num_exits == 6
+    assert "patience" in repr(policy)
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.patience(0, 6)
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.patience(2, 0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
+def test_patience_rule_matches_brute_force(k: int) -> None:
+    logits = make_logits(num_exits=6, num_samples=800, num_classes=3, seed=k)
+    policy = EarlyExitPolicy.patience(k, 6)
+    expected = brute_force_patience(logits, k)
+    assert policy.simulate(logits).tolist() == expected
+    assert run_incremental(policy, logits).tolist() == expected
+    if k == 1:
+        assert expected == [0] * 800
+
+
+# -------------------------------------------------------------- incremental == simulate
+
+
+@pytest.mark.parametrize("quantum", [None, 0.5])
+def test_step_matches_simulate_for_every_measure(quantum: float | None) -> None:
+    logits = make_logits(num_exits=6, num_samples=1500, num_classes=4, seed=3, quantum=quantum)
+    policies = list(all_policies(6, logits))
+    assert {p.measure for p in policies} == set(MEASURES)
+    for policy in policies:
+        simulated = policy.simulate(logits)
+        incremental = run_incremental(policy, logits)
+        assert torch.equal(simulated, incremental), policy
+        # Several exits must actually be used, or the comparison would be vacuous.
+        if policy.measure != "patience" or policy.patience != 1:
+            assert torch.unique(simulated).numel() >= 2, policy
+
+
+def test_state_tensors_are_batch_first() -> None:
+    policy = EarlyExitPolicy.patience(2, 3)
+    state = policy.initial_state(7, "cpu")
+    assert state and all(v.shape[0] == 7 for v in state.values())
+    _, new_state = policy.step(0, torch.randn(7, 5), state)
+    assert all(v.shape[0] == 7 for v in new_state.values())
+    assert EarlyExitPolicy([0.5, 0.5]).initial_state(7, "cpu") == {}
+
+
+def test_step_does_not_synchronise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading a tensor value on the host is what forces a CUDA sync; forbid all such reads."""
+    logits = make_logits(num_exits=4, num_samples=64, num_classes=5)
+    policies = list(all_policies(4, logits))
+    states = [p.initial_state(64, "cpu") for p in policies]
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("step() read a tensor value on the host")
+
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, forbidden)
+    for policy, state in zip(policies, states, strict=True):
+        for k in range(4):
+            _, state = policy.step(k, logits[k], state)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_step_on_cuda_without_sync_matches_simulate() -> None:
+    logits = make_logits(num_exits=4, num_samples=512, num_classes=5, quantum=0.5).cuda()
+    policies = list(all_policies(4, logits))
+    for policy in policies:
+        state = policy.initial_state(512, logits.device)
+        alive = torch.arange(512, device=logits.device)
+        exits = torch.full((512,), -1, dtype=torch.long, device=logits.device)
+        torch.cuda.synchronize()
+        # "error" makes any host-device synchronisation inside step() raise.
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            leave, state = policy.step(0, logits[0], state)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        exits[alive[leave]] = 0
+        alive = alive[~leave]
+        state = {key: value[~leave] for key, value in state.items()}
+        for k in range(1, 4):
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                leave, state = policy.step(k, logits[k, alive], state)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+            exits[alive[leave]] = k
+            alive = alive[~leave]
+            state = {key: value[~leave] for key, value in state.items()}
+        assert torch.equal(exits, policy.simulate(logits)), policy
+        assert torch.equal(exits, run_incremental(policy, logits)), policy
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def reference_fractions(p: float, num_exits: int) -> list[float]:
+    """The reference's float32 computation of the geometric shares."""
+    p_t = torch.tensor([p], dtype=torch.float32)
+    probs = torch.exp(torch.log(p_t) * torch.arange(1, num_exits + 1, dtype=torch.float32))
+    probs /= probs.sum()
+    return probs.tolist()
+
+
+@pytest.mark.parametrize(
+    ("quantum", "num_classes", "seed"), [(None, 10, 0), (0.5, 4, 1), (1.0, 3, 2), (1.0, 6, 3)]
+)
+def test_calibrate_reproduces_reference_greedy_rule(
+    quantum: float | None, num_classes: int, seed: int
+) -> None:
+    logits = make_logits(
+        num_exits=6, num_samples=1200, num_classes=num_classes, seed=seed, quantum=quantum
+    )
+    targets = torch.zeros(1200, dtype=torch.long)
+    if quantum is not None:
+        # Quantised logits must really produce tied confidences, or the test proves nothing.
+        conf = torch.softmax(logits, dim=2).amax(dim=2)
+        assert torch.unique(conf[0]).numel() < 600
+    for p in (0.05, 0.3, 0.75, 1.0, 1.4, 1.95):
+        fractions = reference_fractions(p, 6)
+        want_thresholds, want_exits = oracle_find_threshold(logits, targets, fractions)
+        policy = EarlyExitPolicy.calibrate(logits, fractions)
+        got = [1e8 if t == math.inf else (-1e8 if t == -math.inf else t) for t in policy.thresholds]
+        assert got == want_thresholds, p
+        assert policy.simulate(logits).tolist() == want_exits, p
+
+
+def test_calibrate_edge_shares_zero_and_too_many() -> None:
+    logits = make_logits(num_exits=4, num_samples=100)
+    # floor(100 * 0.005) == 0 -> the reference never sets a threshold -> nobody leaves.
+    policy = EarlyExitPolicy.calibrate(logits, [0.005, 0.5, 0.0, 0.495])
+    assert policy.thresholds[0] == math.inf and policy.thresholds[2] == math.inf
+    assert policy.thresholds[-1] == -math.inf
+    counts = torch.bincount(policy.simulate(logits), minlength=4).tolist()
+    assert counts == [0, 50, 0, 50]
+
+
+def test_calibrate_sixty_percent_at_first_exit() -> None:
+    logits = make_logits(num_exits=3, num_samples=5000, seed=7)
+    for measure in CALIBRATABLE:
+        policy = EarlyExitPolicy.calibrate(logits, [0.6, 0.2, 0.2], measure=measure)
+        counts = torch.bincount(policy.simulate(logits), minlength=3).tolist()
+        assert counts == [3000, 1000, 1000], measure
+
+
+def test_calibrate_accepts_list_of_tensors() -> None:
+    logits = make_logits(num_exits=3, num_samples=500)
+    fractions = [0.3, 0.3, 0.4]
+    assert EarlyExitPolicy.calibrate(list(logits), fractions) == EarlyExitPolicy.calibrate(
+        logits, fractions
+    )
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [[0.5, 0.5], [0.5, 0.25, 0.25, 0.0], [0.5, -0.1, 0.6], [0.5, 0.2, 0.2], [0.4, 0.4, 0.3]],
+)
+def test_calibrate_rejects_bad_fractions(fractions: list[float]) -> None:
+    with pytest.raises(ValueError, match="exit_fractions"):
+        EarlyExitPolicy.calibrate(make_logits(num_exits=3, num_samples=20), fractions)
+
+
+def test_calibrate_tolerates_rounding_in_fractions() -> None:
+    logits = make_logits(num_exits=3, num_samples=20)
+    EarlyExitPolicy.calibrate(logits, [0.1, 0.2, 0.7 + 5e-7])
+
+
+def test_calibrate_rejects_patience_and_unknown_measures() -> None:
+    logits = make_logits(num_exits=3, num_samples=20)
+    with pytest.raises(ValueError, match="max_prob"):
+        EarlyExitPolicy.calibrate(logits, [0.2, 0.3, 0.5], measure="patience")
+    with pytest.raises(ValueError, match="max_prob"):
+        EarlyExitPolicy.calibrate(logits, [0.2, 0.3, 0.5], measure="confidence")
+
+
+# --------------------------------------------------------------------------- calibrate_for_cost
+
+
+def mean_cost(policy: EarlyExitPolicy, logits: Tensor, costs: list[float]) -> float:
+    counts = torch.bincount(policy.simulate(logits), minlength=len(costs)).tolist()
+    return sum(c * w for c, w in zip(counts, costs, strict=True)) / logits.shape[1]
+
+
+@pytest.mark.parametrize("measure", CALIBRATABLE)
+def test_calibrate_for_cost_meets_budget(measure: str) -> None:
+    logits = make_logits(num_exits=5, num_samples=3000, seed=11)
+    costs = [10.0, 25.0, 45.0, 70.0, 100.0]
+    previous = -1.0
+    for target in (12.0, 20.0, 40.0, 60.0, 85.0, 99.0):
+        policy = EarlyExitPolicy.calibrate_for_cost(logits, costs, target, measure=measure)
+        spent = mean_cost(policy, logits, costs)
+        assert spent <= target + 1e-9
+        # With 3000 continuous samples the geometric family can get close to the budget.
+        assert spent >= target - 0.05 * (costs[-1] - costs[0]), (target, spent)
+        assert spent >= previous
+        previous = spent
+        assert policy.measure == measure
+
+
+def test_calibrate_for_cost_extremes() -> None:
+    logits = make_logits(num_exits=4, num_samples=400)
+    costs = [1.0, 2.0, 3.0, 4.0]
+    all_last = EarlyExitPolicy.calibrate_for_cost(logits, costs, 4.0)
+    assert all_last.simulate(logits).tolist() == [3] * 400
+    assert EarlyExitPolicy.calibrate_for_cost(logits, costs, 1e9) == all_last
+    all_first = EarlyExitPolicy.calibrate_for_cost(logits, costs, 1.0)
+    assert all_first.simulate(logits).tolist() == [0] * 400
+    with pytest.raises(ValueError, match="costs\\[0\\]"):
+        EarlyExitPolicy.calibrate_for_cost(logits, costs, 0.99)
+
+
+@pytest.mark.parametrize(
+    "costs", [[1.0, 2.0, 3.0], [1.0, 3.0, 2.0, 4.0], [-1.0, 2.0, 3.0, 4.0], [1, 2, math.nan, 4]]
+)
+def test_calibrate_for_cost_rejects_bad_costs(costs: list[float]) -> None:
+    with pytest.raises(ValueError, match="costs"):
+        EarlyExitPolicy.calibrate_for_cost(make_logits(num_exits=4, num_samples=20), costs, 2.0)
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+def test_to_dict_round_trip_through_strict_json() -> None:
+    logits = make_logits(num_exits=5, num_samples=700)
+    policies = [
+        *all_policies(5, logits),
+        EarlyExitPolicy([math.inf, -math.inf, 0.1, 1e-300, math.inf], measure="margin"),
+        EarlyExitPolicy([0.3]),
+    ]
+    for policy in policies:
+        text = json.dumps(policy.to_dict(), allow_nan=False)
+        restored = EarlyExitPolicy.from_dict(json.loads(text))
+        assert restored == policy
+        assert restored.thresholds == policy.thresholds
+        assert restored.measure == policy.measure
+        assert restored.patience == policy.patience
+        assert hash(restored) == hash(policy)
+        assert torch.equal(
+            restored.simulate(logits[:1].repeat(policy.num_exits, 1, 1)),
+            policy.simulate(logits[:1].repeat(policy.num_exits, 1, 1)),
+        )
+
+
+def test_from_dict_errors() -> None:
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.from_dict({"measure": "max_prob"})
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.from_dict({"thresholds": ["big", 0.1]})
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.from_dict({"thresholds": [0.1], "measure": "nope"})
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.from_dict({"thresholds": "0.1"})
+
+
+def test_repr_and_eq() -> None:
+    a = EarlyExitPolicy([0.5, -math.inf])
+    assert repr(a) == "EarlyExitPolicy(thresholds=(0.5, -inf), measure='max_prob')"
+    assert a == EarlyExitPolicy((0.5, -math.inf), measure="max_prob")
+    assert a != EarlyExitPolicy([0.5, -math.inf], measure="margin")
+    assert a != EarlyExitPolicy([0.5, math.inf])
+    assert a != "not a policy"
+    assert len({a, EarlyExitPolicy([0.5, -math.inf])}) == 1
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_threshold_count_mismatch_names_both_numbers() -> None:
+    policy = EarlyExitPolicy([0.5, 0.5, 0.0])
+    with pytest.raises(ValueError, match=r"3 thresholds.*5 exits"):
+        policy.simulate(make_logits(num_exits=5, num_samples=10))
+
+
+def test_constructor_errors() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        EarlyExitPolicy([0.5, math.nan, 0.0])
+    with pytest.raises(ValueError, match="'max_prob', 'entropy', 'margin', 'patience'"):
+        EarlyExitPolicy([0.5], measure="maxprob")
+    with pytest.raises(ValueError):
+        EarlyExitPolicy([])
+    with pytest.raises(ValueError):
+        EarlyExitPolicy(["a", 0.1])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda p: p.simulate(torch.randn(10, 4)),
+        lambda p: p.simulate(torch.randn(2, 2, 10, 4)),
+        lambda p: p.simulate([torch.randn(10, 4), torch.randn(10)]),
+        lambda p: p.simulate([torch.randn(10, 4), torch.randn(9, 4)]),
+        lambda p: p.simulate([]),
+        lambda p: EarlyExitPolicy.calibrate(torch.randn(10, 4), [0.5, 0.5]),
+        lambda p: p.step(0, torch.randn(2, 10, 4), {}),
+        lambda p: p.step(2, torch.randn(10, 4), {}),
+        lambda p: p.step(-1, torch.randn(10, 4), {}),
+    ],
+)
+def test_malformed_logits_and_indices(call: Callable[[EarlyExitPolicy], object]) -> None:
+    with pytest.raises(ValueError):
+        call(EarlyExitPolicy([0.5, 0.0]))
+
+
+def test_patience_step_rejects_missing_or_unindexed_state() -> None:
+    policy = EarlyExitPolicy.patience(2, 3)
+    with pytest.raises(ValueError, match="initial_state"):
+        policy.step(0, torch.randn(4, 3), {})
+    with pytest.raises(ValueError, match="kept samples"):
+        policy.step(0, torch.randn(4, 3), policy.initial_state(5))
