@@ -263,4 +263,3 @@ def test_input_validation() -> None:
         sweep(measure="patience")
     with pytest.raises(ValueError, match="3 dimensions"):
         sweep(test_logits=test_logits[0])
-
