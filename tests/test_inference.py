@@ -4,8 +4,7 @@ import pytest
 import torch
 
 import adanet
-from adanet import RANet, RANetConfig, measure_exit_costs
-from adanet.early_exit import early_exit
+from adanet import EarlyExitResult, RANet, RANetConfig, early_exit, measure_exit_costs
 from adanet.policy import EarlyExitPolicy
 
 INF = float("inf")
@@ -30,7 +29,7 @@ def batch_and_logits(reference_model: RANet) -> tuple[torch.Tensor, torch.Tensor
 
 def _check_against_simulation(
     model: RANet, x: torch.Tensor, logits: torch.Tensor, policy: EarlyExitPolicy
-) -> adanet.early_exit.EarlyExitResult:
+) -> EarlyExitResult:
     result = early_exit(model, x, policy)
     simulated = policy.simulate(logits)
     assert torch.equal(result.exit_index, simulated)

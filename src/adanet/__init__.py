@@ -18,7 +18,7 @@ from .blocks import (
 from .budgeted import BudgetRecord, budgeted_sweep
 from .checkpoint import CheckpointError, load_reference_checkpoint, save_atomic
 from .costs import ExitCost, measure_exit_costs
-from .early_exit import EarlyExitResult, early_exit
+from .inference import EarlyExitResult, early_exit
 from .evaluation import (
     AnytimeEvaluation,
     AnytimeRecord,

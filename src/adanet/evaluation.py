@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from .costs import Convention
-from .early_exit import early_exit, exit_costs_for
+from .inference import early_exit, exit_costs_for
 from .policy import EarlyExitPolicy
 from .protocol import EarlyExitNetwork
 
