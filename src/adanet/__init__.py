@@ -8,17 +8,19 @@ ones (:class:`RANet`), measure what each exit costs, calibrate an
 from importlib.metadata import PackageNotFoundError, version
 
 from .blocks import (
+    CrossScaleDenseUnit,
     DenseLayer,
     ExitHead,
     FusionBlock,
+    MultiScaleDenseLayer,
     MultiScaleStem,
+    MultiScaleTransition,
     ScaleBlock,
     ScaleBranch,
 )
 from .budgeted import BudgetRecord, budgeted_sweep
 from .checkpoint import CheckpointError, load_reference_checkpoint, save_atomic
 from .costs import ExitCost, measure_exit_costs
-from .inference import EarlyExitResult, early_exit
 from .evaluation import (
     AnytimeEvaluation,
     AnytimeRecord,
@@ -26,7 +28,9 @@ from .evaluation import (
     evaluate_anytime,
     evaluate_policy,
 )
-from .models import RANet, RANetConfig
+from .inference import EarlyExitResult, early_exit
+from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
+from .optimize import optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .protocol import EarlyExitNetwork, select_samples
 
@@ -40,6 +44,7 @@ __all__ = [
     "AnytimeRecord",
     "BudgetRecord",
     "CheckpointError",
+    "CrossScaleDenseUnit",
     "DenseLayer",
     "EarlyExitNetwork",
     "EarlyExitPolicy",
@@ -47,7 +52,11 @@ __all__ = [
     "ExitCost",
     "ExitHead",
     "FusionBlock",
+    "MSDNet",
+    "MSDNetConfig",
+    "MultiScaleDenseLayer",
     "MultiScaleStem",
+    "MultiScaleTransition",
     "PolicyEvaluation",
     "RANet",
     "RANetConfig",
@@ -61,6 +70,7 @@ __all__ = [
     "geometric_exit_fractions",
     "load_reference_checkpoint",
     "measure_exit_costs",
+    "optimize_for_inference",
     "save_atomic",
     "select_samples",
 ]

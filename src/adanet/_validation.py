@@ -22,8 +22,15 @@ def require_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
 
 
-def require_int_tuple(name: str, value: Any, minimum: int, length: int | None = None) -> None:
-    """Raise unless ``value`` is a non-empty tuple of ints >= ``minimum`` (of ``length``)."""
+def require_int_tuple(
+    name: str,
+    value: Any,
+    minimum: int,
+    length: int | None = None,
+    length_of: str = "scale_list",
+) -> None:
+    """Raise unless ``value`` is a non-empty tuple of ints >= ``minimum`` (of ``length``, the
+    length of the field ``length_of``)."""
     if not isinstance(value, tuple) or not value:
         raise TypeError(f"{name} must be a non-empty tuple of ints, got {value!r}")
     for item in value:
@@ -31,7 +38,7 @@ def require_int_tuple(name: str, value: Any, minimum: int, length: int | None = 
             raise ValueError(f"{name} must hold ints >= {minimum}, got {value!r}")
     if length is not None and len(value) != length:
         raise ValueError(
-            f"{name} must have one entry per scale ({length}, the length of scale_list), "
+            f"{name} must have one entry per scale ({length}, the length of {length_of}), "
             f"got {len(value)}: {value!r}"
         )
 

@@ -81,7 +81,7 @@ def _describe_mismatch(
     model_state: Mapping[str, Tensor], loaded: Mapping[str, Tensor], limit: int = 6
 ) -> str:
     problems: list[str] = []
-    for prefix, noun in (("exits", "exits"), ("branches", "scale branches")):
+    for prefix, noun in (("exits", "exits"), ("branches", "scale branches"), ("blocks", "blocks")):
         ours, theirs = _count_indices(model_state, prefix), _count_indices(loaded, prefix)
         if ours != theirs:
             problems.append(f"the checkpoint has {theirs} {noun}, the model {ours}")
