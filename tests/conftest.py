@@ -20,6 +20,14 @@ def reference_dir() -> Path:
     return REFERENCE_DIR
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker() -> None:
+    # Under pytest-xdist every worker is a process; more torch threads than cores per worker
+    # oversubscribes the machine and makes the suite several times slower.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -7,6 +7,7 @@ ones (:class:`RANet`), measure what each exit costs, calibrate an
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import data, losses
 from .blocks import (
     CrossScaleDenseUnit,
     DenseLayer,
@@ -29,6 +30,7 @@ from .evaluation import (
     evaluate_policy,
 )
 from .inference import EarlyExitResult, early_exit
+from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from .optimize import optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
@@ -54,6 +56,7 @@ __all__ = [
     "FusionBlock",
     "MSDNet",
     "MSDNetConfig",
+    "MultiExitLoss",
     "MultiScaleDenseLayer",
     "MultiScaleStem",
     "MultiScaleTransition",
@@ -64,11 +67,13 @@ __all__ = [
     "ScaleBranch",
     "__version__",
     "budgeted_sweep",
+    "data",
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
     "geometric_exit_fractions",
     "load_reference_checkpoint",
+    "losses",
     "measure_exit_costs",
     "optimize_for_inference",
     "save_atomic",

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torchvision.ops import Conv2dNormActivation
 
-__all__ = ["ActivationLayer", "NormLayer", "bottleneck_conv", "conv_norm_act", "resize_to"]
+__all__ = [
+    "ActivationLayer",
+    "Feature",
+    "NormLayer",
+    "as_tensor",
+    "bottleneck_conv",
+    "conv_norm_act",
+    "recompute_in_backward",
+    "resize_to",
+]
 
 #: Builds a normalisation layer for a number of channels, e.g. ``nn.BatchNorm2d``.
 NormLayer = Callable[[int], nn.Module]
 #: Builds an activation layer; called with ``inplace=True`` as torchvision does.
 ActivationLayer = Callable[..., nn.Module]
+#: A feature map, or the list of channel pieces it is the concatenation of (memory-efficient
+#: training keeps dense features in pieces so that no concatenation has to be stored).
+Feature = Tensor | list[Tensor]
+
+
+def as_tensor(feature: Feature) -> Tensor:
+    """Concatenate a feature kept in pieces (a tensor is returned as it is)."""
+    if isinstance(feature, Tensor):
+        return feature
+    return feature[0] if len(feature) == 1 else torch.cat(feature, dim=1)
 
 
 def conv_norm_act(
@@ -102,3 +124,35 @@ def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=True)
+
+
+@contextlib.contextmanager
+def _restoring_buffers(module: nn.Module) -> Iterator[None]:
+    # Recomputation runs the forward a second time; without this, BatchNorm would update its
+    # running statistics twice per step.
+    saved = [(buffer, buffer.detach().clone()) for buffer in module.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def recompute_in_backward(
+    function: Callable[..., Tensor], module: nn.Module, *inputs: Tensor | None
+) -> Tensor:
+    """Run ``function(*inputs)`` without keeping its intermediate activations for backward.
+
+    Backward recomputes them (``torch.utils.checkpoint``, non-reentrant), trading compute for
+    memory as torchvision's memory-efficient DenseNet does. ``module``'s buffers (BatchNorm
+    running statistics) are restored after the recomputation, so they are updated exactly
+    once per step and gradients equal the plain computation's.
+    """
+    out: Tensor = checkpoint(
+        function,
+        *inputs,
+        use_reentrant=False,
+        context_fn=lambda: (contextlib.nullcontext(), _restoring_buffers(module)),
+    )
+    return out

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ._common import ActivationLayer, NormLayer, bottleneck_conv, resize_to
+from ._common import (
+    ActivationLayer,
+    Feature,
+    NormLayer,
+    as_tensor,
+    bottleneck_conv,
+    recompute_in_backward,
+    resize_to,
+)
 
 __all__ = ["FusionBlock"]
 
@@ -33,6 +42,8 @@ class FusionBlock(nn.Module):
         norm_first: Pre-activation ordering.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
+        memory_efficient: In training, recompute the layer in backward instead of keeping
+            its activations.
 
     Shape:
         ``x``: ``[N, in_channels, H, W]``; ``coarse``: ``[N, coarse_channels, h, w]`` (any
@@ -52,6 +63,7 @@ class FusionBlock(nn.Module):
         norm_first: bool = False,
         norm_layer: NormLayer = nn.BatchNorm2d,
         activation_layer: ActivationLayer = nn.ReLU,
+        memory_efficient: bool = False,
     ) -> None:
         super().__init__()
         coarse_growth = math.floor(growth_rate * compress_factor)
@@ -62,6 +74,9 @@ class FusionBlock(nn.Module):
             )
         self.in_channels = in_channels
         self.out_channels = in_channels + growth_rate
+        self.memory_efficient = memory_efficient
+        #: Whether the layer halves the resolution.
+        self.downsampling = downsample
         self.coarse_conv = bottleneck_conv(
             coarse_channels,
             coarse_growth,
@@ -81,7 +96,32 @@ class FusionBlock(nn.Module):
         )
 
     def forward(self, x: Tensor, coarse: Tensor) -> Tensor:
+        if self.memory_efficient and self.training and torch.is_grad_enabled():
+            return recompute_in_backward(self._fuse, self, x, coarse)
+        return self._fuse(x, coarse)
+
+    def _fuse(self, x: Tensor, coarse: Tensor) -> Tensor:
         fine_new = self.conv(x)  # [N, growth - coarse_growth, H', W']
         size = fine_new.shape[-2:]
         coarse_new = resize_to(self.coarse_conv(coarse), size)  # [N, coarse_growth, H', W']
         return torch.cat([resize_to(x, size), coarse_new, fine_new], dim=1)
+
+    def grow(self, pieces: Sequence[Tensor], coarse: Feature) -> Tensor:
+        """The new channels only (``[coarse_new, fine_new]``), from inputs kept in channel
+        pieces.
+
+        Used by memory-efficient training so that no concatenation is stored. Only for the
+        non-downsampling variant (the input keeps its size).
+        """
+        coarse_pieces = [coarse] if isinstance(coarse, Tensor) else list(coarse)
+        split = len(pieces)
+        if self.memory_efficient and self.training and torch.is_grad_enabled():
+            return recompute_in_backward(
+                lambda *t: self._new_channels(t[:split], t[split:]), self, *pieces, *coarse_pieces
+            )
+        return self._new_channels(pieces, coarse_pieces)
+
+    def _new_channels(self, pieces: Sequence[Tensor], coarse: Sequence[Tensor]) -> Tensor:
+        fine_new = self.conv(as_tensor(list(pieces)))  # [N, growth - coarse_growth, H, W]
+        coarse_new = resize_to(self.coarse_conv(as_tensor(list(coarse))), fine_new.shape[-2:])
+        return torch.cat([coarse_new, fine_new], dim=1)  # [N, growth, H, W]

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ._common import ActivationLayer, NormLayer, bottleneck_conv, conv_norm_act
+from ._common import (
+    ActivationLayer,
+    NormLayer,
+    bottleneck_conv,
+    conv_norm_act,
+    recompute_in_backward,
+)
 
 __all__ = ["CrossScaleDenseUnit", "MultiScaleDenseLayer", "MultiScaleTransition"]
 
@@ -61,6 +67,8 @@ class CrossScaleDenseUnit(nn.Module):
         finer_bottleneck_width: The same for the conv on the finer feature.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
+        memory_efficient: In training, recompute the unit in backward instead of keeping its
+            activations.
 
     Shape:
         ``x``: ``[N, in_channels, H, W]``; ``finer``: ``[N, finer_channels, 2H or 2H-1, …]``
@@ -78,6 +86,7 @@ class CrossScaleDenseUnit(nn.Module):
         finer_bottleneck_width: int = 4,
         norm_layer: NormLayer = nn.BatchNorm2d,
         activation_layer: ActivationLayer = nn.ReLU,
+        memory_efficient: bool = False,
     ) -> None:
         super().__init__()
         if finer_channels is not None and growth_rate % 2:
@@ -88,6 +97,7 @@ class CrossScaleDenseUnit(nn.Module):
         own = growth_rate if finer_channels is None else growth_rate // 2
         self.in_channels = in_channels
         self.out_channels = in_channels + growth_rate
+        self.memory_efficient = memory_efficient
         self.down: nn.Module | None = None
         if finer_channels is not None:
             self.down = _dense_conv(
@@ -110,10 +120,15 @@ class CrossScaleDenseUnit(nn.Module):
         )
 
     def forward(self, x: Tensor, finer: Tensor | None = None) -> Tensor:
-        if self.down is None:
-            return torch.cat([x, self.conv(x)], dim=1)  # [N, C + growth, H, W]
-        if finer is None:
+        if self.down is not None and finer is None:
             raise ValueError("this layer is fed by a finer scale: pass its feature as `finer`")
+        if self.memory_efficient and self.training and torch.is_grad_enabled():
+            return recompute_in_backward(self._grow, self, x, finer)
+        return self._grow(x, finer)
+
+    def _grow(self, x: Tensor, finer: Tensor | None) -> Tensor:
+        if self.down is None or finer is None:
+            return torch.cat([x, self.conv(x)], dim=1)  # [N, C + growth, H, W]
         # The order [x, from finer, own] is the original's; weights depend on it.
         return torch.cat([x, self.down(finer), self.conv(x)], dim=1)  # [N, C + growth, H, W]
 
@@ -133,6 +148,7 @@ class MultiScaleDenseLayer(nn.Module):
         bottleneck: Put a 1×1 conv before each 3×3 conv.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
+        memory_efficient: Units recompute their activations in backward.
 
     Shape:
         A list of ``[N, in_channels[i], H_i, W_i]`` maps, finest first, each half the size of
@@ -149,6 +165,7 @@ class MultiScaleDenseLayer(nn.Module):
         bottleneck: bool = True,
         norm_layer: NormLayer = nn.BatchNorm2d,
         activation_layer: ActivationLayer = nn.ReLU,
+        memory_efficient: bool = False,
     ) -> None:
         super().__init__()
         ins, outs = len(in_channels), len(growth_rates)
@@ -176,6 +193,7 @@ class MultiScaleDenseLayer(nn.Module):
                     finer_bottleneck_width=bottleneck_widths[j - 1] if j > 0 else 1,
                     norm_layer=norm_layer,
                     activation_layer=activation_layer,
+                    memory_efficient=memory_efficient,
                 )
             )
         self.units = nn.ModuleList(units)

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
-from ._common import ActivationLayer, NormLayer, conv_norm_act, resize_to
+from ._common import (
+    ActivationLayer,
+    Feature,
+    NormLayer,
+    as_tensor,
+    conv_norm_act,
+    recompute_in_backward,
+    resize_to,
+)
 from .dense_layer import DenseLayer
 from .fusion_block import FusionBlock
 
@@ -41,6 +50,7 @@ class ScaleBlock(nn.Module):
         norm_first: Pre-activation dense layers.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
+        memory_efficient: Dense and fusion layers recompute their activations in backward.
 
     Attributes:
         out_channels: Channels of the block's output.
@@ -64,6 +74,7 @@ class ScaleBlock(nn.Module):
         norm_first: bool = False,
         norm_layer: NormLayer = nn.BatchNorm2d,
         activation_layer: ActivationLayer = nn.ReLU,
+        memory_efficient: bool = False,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -75,6 +86,7 @@ class ScaleBlock(nn.Module):
                 f"{len(coarse_channels)}"
             )
         self.fused = coarse_channels is not None
+        self.memory_efficient = memory_efficient
         self.feature_channels = [in_channels + j * growth_rate for j in range(num_layers + 1)]
         layers: list[nn.Module] = []
         for j in range(num_layers):
@@ -90,6 +102,7 @@ class ScaleBlock(nn.Module):
                         norm_first=norm_first,
                         norm_layer=norm_layer,
                         activation_layer=activation_layer,
+                        memory_efficient=memory_efficient,
                     )
                 )
             else:
@@ -105,6 +118,7 @@ class ScaleBlock(nn.Module):
                         norm_first=norm_first,
                         norm_layer=norm_layer,
                         activation_layer=activation_layer,
+                        memory_efficient=memory_efficient,
                     )
                 )
         self.layers = nn.ModuleList(layers)
@@ -130,8 +144,8 @@ class ScaleBlock(nn.Module):
         self.out_channels = channels
 
     def forward(
-        self, x: Tensor, coarse: Sequence[Tensor] | None = None
-    ) -> tuple[Tensor, list[Tensor]]:
+        self, x: Tensor, coarse: Sequence[Feature] | None = None
+    ) -> tuple[Tensor, list[Feature]]:
         """Run the block.
 
         Args:
@@ -140,23 +154,71 @@ class ScaleBlock(nn.Module):
 
         Returns:
             The output, and the features a finer block fuses: the input and each layer's
-            output.
+            output. In memory-efficient training a feature may be a list of channel pieces
+            (see :func:`~adanet.blocks.as_tensor`).
         """
         if self.fused and (coarse is None or len(coarse) < len(self.layers) + 1):
             got = "none" if coarse is None else str(len(coarse))
             raise ValueError(
                 f"this fused block needs {len(self.layers) + 1} coarse features, got {got}"
             )
-        features = [x]
-        for j, layer in enumerate(self.layers):
-            x = layer(x) if coarse is None else layer(x, coarse[j])  # grows by growth_rate
-            features.append(x)
-        if self.fuse_last is not None and coarse is not None:
-            extra = resize_to(self.fuse_last(coarse[len(self.layers)]), x.shape[-2:])
+        memory_efficient = self.memory_efficient and self.training and torch.is_grad_enabled()
+        if memory_efficient:
+            pieces, features = self._layers_in_pieces(x, coarse)
+        else:
+            features = [x]
+            for j, layer in enumerate(self.layers):
+                # Each layer returns [input, new]: growth_rate more channels.
+                x = layer(x) if coarse is None else layer(x, as_tensor(coarse[j]))
+                features.append(x)
+            pieces = [x]
+        last: Feature = [] if coarse is None else coarse[len(self.layers)]
+        last_pieces = [last] if isinstance(last, Tensor) else list(last)
+        if memory_efficient and (self.fuse_last is not None or self.transition is not None):
+            split = len(pieces)
+            out = recompute_in_backward(
+                lambda *t: self._tail(t[:split], t[split:]), self, *pieces, *last_pieces
+            )
+        else:
+            out = self._tail(pieces, last_pieces)
+        return out, features
+
+    def _tail(self, pieces: Sequence[Tensor], last_pieces: Sequence[Tensor]) -> Tensor:
+        # The block's end: append the coarser block's compressed last feature, then reduce.
+        x = as_tensor(list(pieces))
+        if self.fuse_last is not None and last_pieces:
+            extra = resize_to(self.fuse_last(as_tensor(list(last_pieces))), x.shape[-2:])
             x = torch.cat([x, extra], dim=1)
         if self.transition is not None:
             x = self.transition(x)
-        return x, features
+        return x
+
+    def _layers_in_pieces(
+        self, x: Tensor, coarse: Sequence[Feature] | None
+    ) -> tuple[list[Tensor], list[Feature]]:
+        # Memory-efficient training keeps the dense features as lists of channel pieces:
+        # each layer concatenates them inside its recomputed function, so the growing
+        # concatenations are never stored, only each layer's new channels (torchvision's
+        # memory-efficient DenseNet does the same).
+        pieces = [x]
+        features: list[Feature] = [x]
+        for j, module in enumerate(self.layers):
+            layer = cast(DenseLayer | FusionBlock, module)
+            coarse_j = None if coarse is None else coarse[j]
+            if layer.downsampling:
+                # The resolution changes: the input is resized as a whole.
+                whole = as_tensor(pieces)
+                out = layer(whole) if coarse_j is None else layer(whole, as_tensor(coarse_j))
+                pieces = [out]
+            else:
+                if isinstance(layer, DenseLayer):
+                    new = layer.grow(pieces)
+                else:
+                    assert coarse_j is not None  # checked on entry: fused blocks get features
+                    new = layer.grow(pieces, coarse_j)
+                pieces = [*pieces, new]
+            features.append(pieces[0] if len(pieces) == 1 else list(pieces))
+        return pieces, features
 
 
 class ScaleBranch(nn.Module):
@@ -182,9 +244,13 @@ class ScaleBranch(nn.Module):
     def __len__(self) -> int:
         return len(self.blocks)
 
+    def __getitem__(self, index: int) -> ScaleBlock:
+        """Block ``index``: networks with several exits per branch run blocks one by one."""
+        return cast(ScaleBlock, self.blocks[index])
+
     def forward(
-        self, x: Tensor, coarse: Sequence[Sequence[Tensor]] | None = None
-    ) -> tuple[Tensor, list[list[Tensor]]]:
+        self, x: Tensor, coarse: Sequence[Sequence[Feature]] | None = None
+    ) -> tuple[Tensor, list[list[Feature]]]:
         """Run every block.
 
         Args:
@@ -195,7 +261,7 @@ class ScaleBranch(nn.Module):
         Returns:
             The last block's output, and every block's features.
         """
-        features: list[list[Tensor]] = []
+        features: list[list[Feature]] = []
         for b, block in enumerate(self.blocks):
             x, block_features = block(x, coarse[b] if block.fused and coarse else None)
             features.append(block_features)

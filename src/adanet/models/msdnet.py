@@ -79,6 +79,7 @@ class MSDNet(EarlyExitNetwork):
                         [config.growth_rate * factors[s] for s in outputs],
                         bottleneck_widths=[config.bottleneck_factors[s] for s in inputs],
                         bottleneck=config.bottleneck,
+                        memory_efficient=config.memory_efficient,
                     )
                 )
                 active = plan.out_scales

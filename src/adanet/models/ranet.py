@@ -99,6 +99,7 @@ class RANet(EarlyExitNetwork):
                     transition=number in transition_at,
                     reduction=config.reduction,
                     norm_first=norm_first,
+                    memory_efficient=config.memory_efficient,
                 )
                 if fused and number in down_at:
                     reduction *= 2
@@ -175,7 +176,7 @@ class RANet(EarlyExitNetwork):
         branch = cast(ScaleBranch, self.branches[position.scale])
         keep_features = position.scale < len(self.branches) - 1  # the finest feeds nobody
         for b in range(start, position.block + 1):
-            block = cast(ScaleBlock, branch.blocks[b])
+            block = branch[b]
             x, block_features = block(x, coarse[b] if block.fused else None)
             if keep_features:
                 features = [*features, block_features]

@@ -1,0 +1,93 @@
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+import adanet
+from adanet import EarlyExitPolicy, RANet, RANetConfig, optimize_for_inference
+from adanet.optimize import ConvReLU
+
+
+def _randomise_norms(model: nn.Module) -> None:
+    # Fresh BatchNorms are identities in eval mode; make folding actually matter.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            assert module.running_mean is not None and module.running_var is not None
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.normal_()
+            module.bias.data.normal_()
+
+
+@pytest.mark.parametrize("bn_after", [True, False])
+def test_outputs_equal_the_plain_model(bn_after: bool) -> None:
+    model = RANet(RANetConfig(num_blocks=1, block_step=1, step=2, bn_after=bn_after)).eval()
+    _randomise_norms(model)
+    optimized = optimize_for_inference(model)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.inference_mode():
+        for ours, theirs in zip(optimized(x), model(x), strict=True):
+            assert ((ours - theirs).abs().max() / theirs.abs().max()).item() < 1e-4
+    assert model.training is False and any(
+        isinstance(m, nn.BatchNorm2d) for m in model.modules()
+    )  # the original is untouched
+    norms = sum(isinstance(m, nn.BatchNorm2d) for m in optimized.modules())
+    if bn_after:
+        assert norms == 0 and any(isinstance(m, ConvReLU) for m in optimized.modules())
+    else:
+        assert norms > 0  # pre-activation norms cannot be folded into a later conv
+    assert not any(p.requires_grad for p in optimized.parameters())
+
+
+def test_early_exit_and_costs_work_on_the_optimized_copy() -> None:
+    model = RANet(RANetConfig(num_blocks=1, block_step=1, step=2)).eval()
+    _randomise_norms(model)
+    optimized = optimize_for_inference(model)
+    x = torch.randn(8, 3, 32, 32)
+    with torch.inference_mode():
+        logits = torch.stack(model(x))
+    policy = EarlyExitPolicy.calibrate(logits, [0.5] + [0.0] * (model.num_exits - 2) + [0.5])
+    result = adanet.early_exit(optimized, x, policy)
+    assert torch.equal(result.exit_index, policy.simulate(logits))
+    reference = adanet.measure_exit_costs(model, 32, convention="reference")
+    folded = adanet.measure_exit_costs(optimized, 32, convention="reference")
+    # The same convolutions, linear layers and ReLUs: the reference convention agrees.
+    assert [c.macs for c in folded] == [c.macs for c in reference]
+    actual = adanet.measure_exit_costs(optimized, 32)
+    plain = adanet.measure_exit_costs(model, 32)
+    # Folding removed the normalisation work, nothing else.
+    assert all(a.macs < p.macs for a, p in zip(actual, plain, strict=True))
+
+
+def test_conv_relu_without_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    fused = ConvReLU.from_conv(conv)
+    x = torch.randn(2, 4, 8, 8)
+    expected = torch.relu(conv(x))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), expected)
+        monkeypatch.setattr(ConvReLU, "fused_kernel", False)
+        torch.testing.assert_close(fused(x), expected)
+
+
+def test_rejects_other_modules() -> None:
+    with pytest.raises(TypeError, match="EarlyExitNetwork"):
+        optimize_for_inference(nn.Linear(2, 2))  # type: ignore[type-var]
+
+
+def test_memory_efficient_training_gives_the_same_gradients_and_statistics() -> None:
+    config = RANetConfig(num_blocks=1, block_step=1, step=2)
+    plain = RANet(config).train()
+    efficient = RANet(dataclasses.replace(config, memory_efficient=True)).train()
+    efficient.load_state_dict(plain.state_dict())
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    for model in (plain, efficient):
+        loss = adanet.MultiExitLoss()(model(x), y)
+        loss.backward()
+    for (name, a), b in zip(plain.named_parameters(), efficient.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None, name
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+    for (name, a), b in zip(plain.named_buffers(), efficient.buffers(), strict=True):
+        # Recomputation must not update BatchNorm statistics a second time.
+        torch.testing.assert_close(b, a, msg=name)
