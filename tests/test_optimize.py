@@ -91,3 +91,21 @@ def test_memory_efficient_training_gives_the_same_gradients_and_statistics() -> 
     for (name, a), b in zip(plain.named_buffers(), efficient.buffers(), strict=True):
         # Recomputation must not update BatchNorm statistics a second time.
         torch.testing.assert_close(b, a, msg=name)
+
+
+def test_compiled_parts_do_not_recompile_for_each_batch_size() -> None:
+    from torch._dynamo.utils import counters
+
+    from adanet.optimize import compile_for_early_exit
+
+    torch._dynamo.reset()
+    model = RANet(RANetConfig(num_blocks=1, block_step=1, step=1)).eval()
+    compile_for_early_exit(model, torch.randn(16, 3, 32, 32), backend="eager")
+    policy = EarlyExitPolicy([float("inf")] * model.num_exits)  # every size reaches every part
+    for warm_up in (16, 8):
+        adanet.early_exit(model, torch.randn(warm_up, 3, 32, 32), policy)
+    graphs = counters["stats"]["unique_graphs"]
+    for size in (12, 10, 6, 4):
+        adanet.early_exit(model, torch.randn(size, 3, 32, 32), policy)
+    assert counters["stats"]["unique_graphs"] == graphs
+    torch._dynamo.reset()

@@ -32,7 +32,7 @@ from .evaluation import (
 from .inference import EarlyExitResult, early_exit
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
-from .optimize import optimize_for_inference
+from .optimize import compile_for_early_exit, optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .protocol import EarlyExitNetwork, select_samples
 
@@ -67,6 +67,7 @@ __all__ = [
     "ScaleBranch",
     "__version__",
     "budgeted_sweep",
+    "compile_for_early_exit",
     "data",
     "early_exit",
     "evaluate_anytime",

@@ -12,7 +12,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .protocol import EarlyExitNetwork
 
-__all__ = ["ConvReLU", "optimize_for_inference"]
+__all__ = ["ConvReLU", "compile_for_early_exit", "optimize_for_inference"]
 
 Network = TypeVar("Network", bound=EarlyExitNetwork)
 
@@ -131,3 +131,69 @@ def optimize_for_inference(
         on_cuda = parameter is not None and parameter.device.type == "cuda"
         memory_format = torch.channels_last if on_cuda else torch.contiguous_format
     return optimized.to(memory_format=memory_format)
+
+
+def _outermost_called_modules(model: nn.Module, example: Tensor) -> list[nn.Module]:
+    """The submodules that ``model``'s own code calls directly, in call order."""
+    depth = [0]
+    called: dict[int, nn.Module] = {}
+
+    def enter(module: nn.Module, inputs: object) -> None:
+        if depth[0] == 0:
+            called.setdefault(id(module), module)
+        depth[0] += 1
+
+    def leave(module: nn.Module, inputs: object, output: object) -> None:
+        depth[0] -= 1
+
+    handles = []
+    for name, module in model.named_modules():
+        if name:  # not the model itself
+            handles.append(module.register_forward_pre_hook(enter))
+            handles.append(module.register_forward_hook(leave))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return list(called.values())
+
+
+def compile_for_early_exit(model: Network, example: Tensor, **compile_kwargs: object) -> Network:
+    """Compile the parts of ``model`` that early exit runs, with a dynamic batch size.
+
+    ``torch.compile(model)`` compiles ``forward`` only, but :func:`adanet.early_exit` drives
+    the network through ``begin``/``advance`` and the exit heads, on batches that shrink as
+    samples leave. This compiles, in place, every submodule the network's own code calls
+    directly (found by running ``example`` once: for RANet the stem, each block and each
+    head) with ``dynamic=True``, so the batch dimension is symbolic and a new batch size does
+    not trigger a recompilation (a few size ranges, e.g. batch 1 which PyTorch specialises,
+    may compile once more each). It raises ``torch._dynamo.config.recompile_limit`` to
+    ``4 * parts`` if it is lower, since blocks of one class share Dynamo's cache.
+
+    Args:
+        model: The network (typically after :func:`optimize_for_inference`).
+        example: A batch of the input size to be used (batch size >= 2).
+        **compile_kwargs: Passed to ``nn.Module.compile`` (e.g. ``backend``, ``mode``).
+
+    Returns:
+        ``model``, its parts compiled.
+    """
+    if not isinstance(model, EarlyExitNetwork):
+        raise TypeError(
+            f"compile_for_early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}"
+        )
+    model.check_input(example)
+    units = _outermost_called_modules(model, example)
+    # Blocks of one class share a code object, and Dynamo keeps one cache entry per block
+    # (their widths differ) up to `recompile_limit` (8), then silently runs the rest eagerly.
+    # Raise the limit (never lower it) so every block stays compiled.
+    limit = 4 * len(units)
+    if torch._dynamo.config.recompile_limit < limit:
+        torch._dynamo.config.recompile_limit = limit
+    for module in units:
+        module.compile(dynamic=True, **compile_kwargs)
+    return model
