@@ -35,5 +35,13 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/run_all.py
 
+# The docs extra (mkdocs-material, mkdocstrings) on top of the dev install.
+$(BIN)/.docs-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs]"
+	touch $@
+
+docs: $(BIN)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache dist build site

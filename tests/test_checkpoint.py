@@ -62,8 +62,9 @@ def test_a_pickle_that_would_run_code_is_refused_and_not_run(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     torch.save({"state_dict": {"w": torch.zeros(1)}, "evil": _Exploit()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="refusing to load"):
+    with pytest.raises(CheckpointError, match="refusing to load") as refused:
         load_reference_checkpoint(_small(), tmp_path / "evil.pt")
+    assert "\x1b" not in str(refused.value)  # no terminal colour codes in the message
     assert not (tmp_path / "pwned").exists()
     raw = tmp_path / "raw.pkl"
     raw.write_bytes(pickle.dumps(_Exploit()))

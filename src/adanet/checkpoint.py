@@ -30,7 +30,9 @@ def _load_weights_only(path: str | os.PathLike[str]) -> Any:
     try:
         return torch.load(location, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        # torch's message carries terminal colour codes; keep its first line, plain.
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+        first_line = text.splitlines()[0] if text else ""
         raise CheckpointError(
             f"refusing to load {location!r}: it holds objects other than tensors, numbers, "
             f"strings and containers, and loading them could run code ({first_line})"
