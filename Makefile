@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 # project's machines have on disk, so installing needs no multi-GB download.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?= -n 2
+# Idle OpenMP threads sleep instead of spinning: on a 2-core machine running two test
+# workers, spinning threads starve each other (a forward pass was seen 20x slower).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install test lint typecheck pytest demo bench docs clean
 

@@ -89,6 +89,11 @@ def test_from_reference_args_errors(line: str, pattern: str) -> None:
         RANetConfig.from_reference_args(line)
 
 
+def test_from_reference_args_reads_adanets_digits_runs() -> None:
+    config = RANetConfig.from_reference_args("Namespace(arch='RANet', data='digits')")
+    assert (config.variant, config.num_classes) == ("cifar", 10)
+
+
 def test_missing_args_file(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError, match="no args file"):
         RANetConfig.from_reference_args(tmp_path / "missing.txt")

@@ -57,6 +57,8 @@ _DATASETS: dict[str, tuple[Variant, int]] = {
     "cifar10": ("cifar", 10),
     "cifar100": ("cifar", 100),
     "ImageNet": ("imagenet", 1000),
+    # adanet's own: scikit-learn's digits at 32x32, written by `adanet train --data digits`.
+    "digits": ("cifar", 10),
 }
 
 

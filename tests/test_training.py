@@ -1,0 +1,275 @@
+"""Tests of adanet.training: schedules, one epoch, NaN handling, atomic checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+
+from adanet import RANet, RANetConfig
+from adanet.data import digits_datasets
+from adanet.losses import MultiExitLoss
+from adanet.training import (
+    BEST_MODEL,
+    LAST_CHECKPOINT,
+    LRSchedule,
+    NonFiniteLossError,
+    fit,
+    learning_rate_at,
+    load_checkpoint,
+    resume,
+    save_checkpoint,
+    train_one_epoch,
+    validate,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    # Small convolutions gain nothing from a second thread, and under pytest-xdist on a busy
+    # two-core machine spinning OpenMP threads slow them down many times over.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = RANetConfig(
+    num_blocks=1,
+    num_channels=4,
+    growth_rate=4,
+    growth_factors=(2, 1),
+    bottleneck_factors=(2, 1),
+    block_step=1,
+    scale_list=(1, 2),
+    step=1,
+    num_classes=10,
+)
+
+
+@pytest.fixture(scope="module")
+def digits() -> Any:
+    return digits_datasets(seed=0, use_valid=True)
+
+
+def _loaders(splits: Any, seed: int = 0) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    train = Subset(splits.train, range(160))
+    val = Subset(splits.val, range(64))
+    generator = torch.Generator().manual_seed(seed)
+    return (
+        DataLoader(train, batch_size=32, shuffle=True, generator=generator),
+        DataLoader(val, batch_size=64),
+    )
+
+
+def _setup(splits: Any, seed: int) -> tuple[RANet, torch.optim.Optimizer, Any, Any]:
+    torch.manual_seed(seed)
+    model = RANet(TINY)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    train, val = _loaders(splits, seed)
+    return model, optimizer, train, val
+
+
+# --------------------------------------------------------------------------------- schedules
+
+
+def test_multistep_matches_the_original_cifar_rule() -> None:
+    values = {e: learning_rate_at(e, 0, 10, 0.1, 300, "multistep") for e in (0, 149, 150, 224, 225)}
+    assert values[0] == pytest.approx(0.1)
+    assert values[149] == pytest.approx(0.1)
+    assert values[150] == pytest.approx(0.01)
+    assert values[224] == pytest.approx(0.01)
+    assert values[225] == pytest.approx(0.001)
+    # The batch index does not matter for multistep.
+    assert learning_rate_at(150, 7, 10, 0.1, 300, "multistep") == values[150]
+
+
+def test_multistep_imagenet_rule_and_decay_rate() -> None:
+    assert learning_rate_at(29, 0, 5, 0.1, 90, "multistep", step_every=30) == pytest.approx(0.1)
+    assert learning_rate_at(30, 0, 5, 0.1, 90, "multistep", step_every=30) == pytest.approx(0.01)
+    assert learning_rate_at(60, 0, 5, 0.1, 90, "multistep", step_every=30) == pytest.approx(0.001)
+    assert learning_rate_at(8, 0, 5, 1.0, 10, "multistep", decay_rate=0.5) == pytest.approx(0.25)
+
+
+def test_cosine_is_per_iteration() -> None:
+    # t = 2 * 100 + 50 = 250 of T = 1000: 0.5 * 0.1 * (1 + cos(pi / 4)).
+    assert learning_rate_at(2, 50, 100, 0.1, 10, "cosine") == pytest.approx(0.0853553390593)
+    assert learning_rate_at(0, 0, 100, 0.1, 10, "cosine") == pytest.approx(0.1)
+    assert learning_rate_at(5, 0, 100, 0.1, 10, "cosine") == pytest.approx(0.05)
+    assert learning_rate_at(9, 99, 100, 0.1, 10, "cosine") == pytest.approx(
+        0.05 * (1 + math.cos(math.pi * 999 / 1000))
+    )
+    schedule = LRSchedule(base_lr=0.1, epochs=10, lr_type="cosine")
+    assert schedule(2, 50, 100) == learning_rate_at(2, 50, 100, 0.1, 10, "cosine")
+
+
+def test_unknown_schedule_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown lr_type"):
+        learning_rate_at(0, 0, 1, 0.1, 1, "linear")  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- one epoch
+
+
+def test_train_one_epoch_sets_lr_and_reports_every_exit(digits: Any) -> None:
+    model, optimizer, train, val = _setup(digits, 0)
+    seen: list[float] = []
+
+    def schedule(epoch: int, batch: int, batches: int) -> float:
+        seen.append(0.05 + batch)
+        return 0.05 + batch
+
+    result = train_one_epoch(
+        model, train, optimizer, MultiExitLoss("ce"), epoch=0, lr_schedule=schedule, progress=False
+    )
+    assert len(result.exit_top1) == model.num_exits
+    assert all(0.0 <= a <= 1.0 for a in result.exit_top1)
+    assert result.num_samples == 160
+    assert result.lr == 0.05
+    assert seen == [0.05 + b for b in range(len(train))]
+    assert optimizer.param_groups[0]["lr"] == seen[-1]
+    checked = validate(model, val, MultiExitLoss("ce"))
+    assert checked.num_samples == 64
+    assert len(checked.exit_top5) == model.num_exits
+    assert all(t5 >= t1 for t1, t5 in zip(checked.exit_top1, checked.exit_top5, strict=True))
+
+
+def test_runs_without_tqdm(digits: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # makes `import tqdm` fail
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    model, optimizer, train, _ = _setup(digits, 0)
+    result = train_one_epoch(model, train, optimizer, MultiExitLoss("ce"), epoch=0, progress=True)
+    assert result.num_samples == 160
+
+
+# ---------------------------------------------------------------------------------- NaN
+
+
+class _NaNAt:
+    """Cross-entropy that turns NaN at one call."""
+
+    def __init__(self, call: int) -> None:
+        self.call = call
+        self.calls = 0
+        self.inner = MultiExitLoss("ce")
+
+    def __call__(self, logits: list[Tensor], target: Tensor) -> Tensor:
+        loss = self.inner(logits, target)
+        self.calls += 1
+        return loss * float("nan") if self.calls == self.call else loss
+
+
+def test_nan_loss_stops_before_the_step(digits: Any) -> None:
+    model, optimizer, train, _ = _setup(digits, 0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0, batch 1/5") as caught:
+        train_one_epoch(model, train, optimizer, _NaNAt(1), epoch=0, progress=False)
+    assert caught.value.epoch == 0 and caught.value.batch_index == 0
+    after = model.state_dict()
+    for key, value in before.items():
+        if key.endswith("num_batches_tracked") or "running" in key:
+            continue  # the forward pass itself updates BatchNorm statistics
+        assert torch.equal(value, after[key]), key
+
+
+def test_nan_loss_leaves_the_checkpoint_untouched(digits: Any, tmp_path: Path) -> None:
+    model, optimizer, train, val = _setup(digits, 0)
+    loss = _NaNAt(len(train) + 1 + 2)  # (validation calls it once) second epoch, second batch
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 2/5"):
+        fit(model, train, val, optimizer, loss, epochs=3, save_dir=tmp_path, progress=False)
+    assert load_checkpoint(tmp_path / LAST_CHECKPOINT)["next_epoch"] == 1
+    assert (tmp_path / BEST_MODEL).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LAST_CHECKPOINT, BEST_MODEL]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def test_interrupted_save_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / LAST_CHECKPOINT
+    save_checkpoint({"weights": torch.arange(5.0), "epoch": 1}, path)
+    good = path.read_bytes()
+    real_save = torch.save
+
+    def dying_save(obj: Any, stream: Any, *args: Any, **kwargs: Any) -> None:
+        stream.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"weights": torch.zeros(5), "epoch": 2}, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert path.read_bytes() == good
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [LAST_CHECKPOINT]  # no temporary left
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_reproduces_an_uninterrupted_run(digits: Any, tmp_path: Path) -> None:
+    schedule = LRSchedule(base_lr=0.1, epochs=3, lr_type="cosine")
+
+    model, optimizer, train, val = _setup(digits, 0)
+    straight = fit(
+        model,
+        train,
+        val,
+        optimizer,
+        MultiExitLoss("ce"),
+        epochs=3,
+        lr_schedule=schedule,
+        save_dir=tmp_path / "straight",
+        progress=False,
+    )
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    model, optimizer, train, val = _setup(digits, 0)
+
+    def stop_after_first(record: dict[str, Any]) -> None:
+        if record["epoch"] == 0:
+            raise _Stop  # the process "dies" after epoch 0 was saved
+
+    with pytest.raises(_Stop):
+        fit(
+            model,
+            train,
+            val,
+            optimizer,
+            MultiExitLoss("ce"),
+            epochs=3,
+            lr_schedule=schedule,
+            save_dir=tmp_path / "resumed",
+            progress=False,
+            on_epoch=stop_after_first,
+        )
+    # A new process: other initial weights and RNG states, which resume must replace.
+    model, optimizer, train, val = _setup(digits, 123)
+    state = resume(tmp_path / "resumed" / LAST_CHECKPOINT, model, optimizer, loader=train)
+    assert state.next_epoch == 1
+    final = fit(
+        model,
+        train,
+        val,
+        optimizer,
+        MultiExitLoss("ce"),
+        epochs=3,
+        lr_schedule=schedule,
+        state=state,
+        save_dir=tmp_path / "resumed",
+        progress=False,
+    )
+    got = model.state_dict()
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), key
+    assert [r["train_loss"] for r in final.history] == [r["train_loss"] for r in straight.history]
+    assert final.best == straight.best and final.best_epoch == straight.best_epoch
