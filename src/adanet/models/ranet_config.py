@@ -245,7 +245,7 @@ class RANetConfig:
         if data not in _DATASETS:
             raise ValueError(
                 f"unknown dataset data={data!r} in the reference args; known datasets "
-                f"supports {sorted(_DATASETS)}"
+                f"{sorted(_DATASETS)}"
             )
         variant, num_classes = _DATASETS[data]
         values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
