@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from typing_extensions import Self
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
 from ..reference_args import parse_reference_args
+from ._config_io import ConfigIO
 
 __all__ = ["LayerPlan", "MSDNetConfig"]
 
@@ -98,7 +97,7 @@ def _parse_factor_list(name: str, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class MSDNetConfig:
+class MSDNetConfig(ConfigIO):
     """The architecture of an MSDNet (Huang et al., "Multi-Scale Dense Networks for Resource
     Efficient Image Classification", ICLR 2018).
 
@@ -153,6 +152,12 @@ class MSDNetConfig:
     num_classes: int = 10
     in_channels: int = 3
     memory_efficient: bool = False
+
+    _network: ClassVar[str] = "MSDNet"
+
+    @classmethod
+    def _preset_table(cls) -> dict[str, dict[str, Any]]:
+        return _presets()
 
     def __post_init__(self) -> None:
         require_int("num_blocks", self.num_blocks, 1)
@@ -262,30 +267,6 @@ class MSDNetConfig:
 
     # ------------------------------------------------------------------------ conversions
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists) that :meth:`from_dict` reads back."""
-        return {
-            field.name: list(value) if isinstance(value, tuple) else value
-            for field in dataclasses.fields(self)
-            for value in [getattr(self, field.name)]
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build a config from :meth:`to_dict`'s output.
-
-        Raises:
-            ValueError: On keys that are not fields of this config.
-        """
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}")
-        values: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
-        }
-        return cls(**values)
-
     @classmethod
     def from_reference_args(cls, path_or_text: str | os.PathLike[str]) -> Self:
         """Read the ``args.txt`` that the original MSDNet ``main.py`` writes.
@@ -333,25 +314,6 @@ class MSDNetConfig:
                 "original sets nScales to the number of grFactor entries"
             )
         return cls(**values)
-
-    # ---------------------------------------------------------------------------- presets
-
-    @classmethod
-    def preset(cls, name: str) -> Self:
-        """A published configuration by name (see :meth:`preset_names`).
-
-        Raises:
-            ValueError: For an unknown name; the message lists the known ones.
-        """
-        presets = _presets()
-        if name not in presets:
-            raise ValueError(f"unknown MSDNet preset {name!r}; known presets: {sorted(presets)}")
-        return cls(**presets[name])
-
-    @staticmethod
-    def preset_names() -> tuple[str, ...]:
-        """Names accepted by :meth:`preset`."""
-        return tuple(sorted(_presets()))
 
 
 def _presets() -> dict[str, dict[str, Any]]:

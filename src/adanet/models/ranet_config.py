@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from typing_extensions import Self
 
@@ -18,6 +16,7 @@ from .._validation import (
     require_int_tuple,
 )
 from ..reference_args import parse_reference_args
+from ._config_io import ConfigIO
 
 __all__ = ["RANetConfig"]
 
@@ -64,7 +63,7 @@ def _parse_factor_list(name: str, value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class RANetConfig:
+class RANetConfig(ConfigIO):
     """The architecture of a RANet (Yang et al., "Resolution Adaptive Networks", CVPR 2020).
 
     Field names are pythonic spellings of the original ``main.py`` options (``nBlocks`` →
@@ -118,6 +117,12 @@ class RANetConfig:
     num_classes: int = 10
     in_channels: int = 3
     memory_efficient: bool = False
+
+    _network: ClassVar[str] = "RANet"
+
+    @classmethod
+    def _preset_table(cls) -> dict[str, dict[str, Any]]:
+        return _presets()
 
     def __post_init__(self) -> None:
         require_int("num_blocks", self.num_blocks, 1)
@@ -195,30 +200,6 @@ class RANetConfig:
 
     # ------------------------------------------------------------------------ conversions
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists) that :meth:`from_dict` reads back."""
-        return {
-            field.name: list(value) if isinstance(value, tuple) else value
-            for field in dataclasses.fields(self)
-            for value in [getattr(self, field.name)]
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build a config from :meth:`to_dict`'s output.
-
-        Raises:
-            ValueError: On keys that are not fields of this config.
-        """
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields {unknown}; allowed: {sorted(names)}")
-        values: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in data.items()
-        }
-        return cls(**values)
-
     @classmethod
     def from_reference_args(cls, path_or_text: str | os.PathLike[str]) -> Self:
         """Read the ``args.txt`` that the original RANet ``main.py`` writes.
@@ -258,25 +239,6 @@ class RANetConfig:
         # The original always builds conv-norm-act layers: its blocks pass True where
         # ConvBN expects bnAfter, whatever --bnAfter says, so the option is not read here.
         return cls(**values)
-
-    # ---------------------------------------------------------------------------- presets
-
-    @classmethod
-    def preset(cls, name: str) -> Self:
-        """A published configuration by name (see :meth:`preset_names`).
-
-        Raises:
-            ValueError: For an unknown name; the message lists the known ones.
-        """
-        presets = _presets()
-        if name not in presets:
-            raise ValueError(f"unknown RANet preset {name!r}; known presets: {sorted(presets)}")
-        return cls(**presets[name])
-
-    @staticmethod
-    def preset_names() -> tuple[str, ...]:
-        """Names accepted by :meth:`preset`."""
-        return tuple(sorted(_presets()))
 
 
 def _presets() -> dict[str, dict[str, Any]]:
