@@ -6,7 +6,6 @@ from torch import nn
 
 import adanet
 from adanet import EarlyExitPolicy, RANet, RANetConfig, optimize_for_inference
-from adanet.optimize import ConvReLU
 
 
 def _randomise_norms(model: nn.Module) -> None:
@@ -33,8 +32,10 @@ def test_outputs_equal_the_plain_model(bn_after: bool) -> None:
         isinstance(m, nn.BatchNorm2d) for m in model.modules()
     )  # the original is untouched
     norms = sum(isinstance(m, nn.BatchNorm2d) for m in optimized.modules())
+    conv = next(m for m in optimized.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     if bn_after:
-        assert norms == 0 and any(isinstance(m, ConvReLU) for m in optimized.modules())
+        assert norms == 0
     else:
         assert norms > 0  # pre-activation norms cannot be folded into a later conv
     assert not any(p.requires_grad for p in optimized.parameters())
@@ -58,17 +59,6 @@ def test_early_exit_and_costs_work_on_the_optimized_copy() -> None:
     plain = adanet.measure_exit_costs(model, 32)
     # Folding removed the normalisation work, nothing else.
     assert all(a.macs < p.macs for a, p in zip(actual, plain, strict=True))
-
-
-def test_conv_relu_without_the_fused_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    conv = nn.Conv2d(4, 6, 3, padding=1)
-    fused = ConvReLU.from_conv(conv)
-    x = torch.randn(2, 4, 8, 8)
-    expected = torch.relu(conv(x))
-    with torch.no_grad():
-        torch.testing.assert_close(fused(x), expected)
-        monkeypatch.setattr(ConvReLU, "fused_kernel", False)
-        torch.testing.assert_close(fused(x), expected)
 
 
 def test_rejects_other_modules() -> None:

@@ -73,11 +73,9 @@ def _kernel_area(kernel: int | Sequence[int]) -> int:
 def _reference_ops(module: nn.Module, x: Tensor, out: Tensor) -> float:
     if isinstance(module, nn.Conv2d):
         kh, kw = module.kernel_size
-        ops = (
+        return (
             module.in_channels * module.out_channels * kh * kw * out.shape[2] * out.shape[3]
         ) / module.groups
-        # A conv with its ReLU fused in (optimize_for_inference) still does the ReLU's work.
-        return ops + (out.numel() if getattr(module, "fused_relu", False) else 0)
     if isinstance(module, nn.ReLU):
         return float(x.numel())
     if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)):
@@ -114,13 +112,6 @@ def _per_input(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 2 * int(math.prod(args[0]))
 
 
-def _conv_relu(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    # oneDNN's fused conv + activation: the convolution's MACs plus one op per output element.
-    out = int(math.prod(_first_shape(out_shape)))
-    weight = args[1]
-    return 2 * out * int(math.prod(weight[1:])) + 2 * out
-
-
 def _actual_mapping() -> dict[Any, Callable[..., int]]:
     aten = torch.ops.aten
     elementwise = [
@@ -148,9 +139,6 @@ def _actual_mapping() -> dict[Any, Callable[..., int]]:
     mapping[aten.avg_pool2d] = _pool_window
     mapping[aten._adaptive_avg_pool2d] = _per_input
     mapping[aten.mean] = _per_input
-    pointwise = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
-    if pointwise is not None:
-        mapping[pointwise] = _conv_relu
     return mapping
 
 

@@ -6,75 +6,18 @@ import copy
 from typing import TypeVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .protocol import EarlyExitNetwork
 
-__all__ = ["ConvReLU", "compile_for_early_exit", "optimize_for_inference"]
+__all__ = ["compile_for_early_exit", "optimize_for_inference"]
 
 Network = TypeVar("Network", bound=EarlyExitNetwork)
 
 
-def _pointwise_conv_available() -> bool:
-    # oneDNN's convolution with a fused activation (the kernel TorchInductor emits on x86 CPUs);
-    # absent from builds without oneDNN, where the plain conv + relu path is used.
-    try:
-        return (
-            hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
-        )
-    except (AttributeError, RuntimeError):
-        return False
-
-
-class ConvReLU(nn.Conv2d):
-    """A Conv2d followed by an in-place ReLU, computed as one fused oneDNN kernel on the CPU
-    when available (one pass over the output instead of two), else as conv then ReLU.
-
-    Made by :func:`optimize_for_inference`; cost counters see it as the convolution plus the
-    ReLU it replaces.
-    """
-
-    fused_kernel: bool = _pointwise_conv_available()
-    #: Tells cost counters that this conv also does a ReLU's work.
-    fused_relu: bool = True
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> ConvReLU:
-        """Wrap ``conv``'s parameters (shared, not copied)."""
-        fused = cls.__new__(cls)
-        fused.__dict__.update(conv.__dict__)
-        return fused
-
-    def forward(self, x: Tensor) -> Tensor:
-        if (
-            self.fused_kernel
-            and x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and isinstance(self.padding, tuple)
-            and self.padding_mode == "zeros"
-            and not torch.is_grad_enabled()
-        ):
-            out: Tensor = torch.ops.mkldnn._convolution_pointwise(
-                x,
-                self.weight,
-                self.bias,
-                list(self.padding),
-                list(self.stride),
-                list(self.dilation),
-                self.groups,
-                "relu",
-                [],
-                "",
-            )
-            return out
-        return F.relu(self._conv_forward(x, self.weight, self.bias), inplace=True)
-
-
 def _fold(module: nn.Module) -> None:
-    """Fold BatchNorms into the convs they follow, then fuse conv + ReLU pairs."""
+    """Fold every BatchNorm that directly follows a Conv2d in a Sequential into the conv."""
     for child in list(module.children()):
         _fold(child)
     if not isinstance(module, nn.Sequential):
@@ -90,31 +33,28 @@ def _fold(module: nn.Module) -> None:
         ):
             module[index] = fuse_conv_bn_eval(first, second)
             del module[index + 1]
-            continue  # the folded conv may now be followed by a ReLU
-        if type(first) is nn.Conv2d and isinstance(second, nn.ReLU):
-            module[index] = ConvReLU.from_conv(first)
-            del module[index + 1]
         index += 1
 
 
 def optimize_for_inference(
-    model: Network, *, memory_format: torch.memory_format | None = None
+    model: Network, *, memory_format: torch.memory_format = torch.channels_last
 ) -> Network:
     """Return an equivalent copy of ``model`` for evaluation.
 
-    The copy is in eval mode without gradients. Every BatchNorm that follows a convolution is
-    folded into it, and every convolution followed by a ReLU becomes one :class:`ConvReLU`
-    (a fused kernel on the CPU); pre-activation norms stay. Parameters use
-    ``memory_format``. Outputs equal the original's up to float rounding. The copy follows
+    The copy is in eval mode without gradients; every BatchNorm that follows a convolution is
+    folded into it (pre-activation norms stay), and its parameters use ``memory_format``, so
+    the convolutions run channels-last. Outputs equal the original's up to float rounding;
+    inputs need no conversion (the first convolution switches the layout). The copy follows
     the same early-exit protocol, so :func:`adanet.early_exit` and
     :func:`adanet.measure_exit_costs` work on it (the latter counts no normalisation for it:
     the folded model really does less). The original model is not modified.
 
     Args:
         model: The trained network.
-        memory_format: Memory format of the conv weights; by default
-            ``torch.channels_last`` on CUDA (faster convolutions there) and the contiguous
-            format on the CPU, where channels-last is slower for these networks.
+        memory_format: Memory format of the conv weights. Channels-last (the default) is
+            what makes the copy fast: measured on a 2-core CPU for the RANet CIFAR-10
+            configuration, folding alone gains nothing and channels-last alone loses 8%
+            (its BatchNorms are slower), together they run 1.7–2x faster.
 
     Returns:
         The optimized copy.
@@ -126,10 +66,6 @@ def optimize_for_inference(
     optimized = copy.deepcopy(model).eval()
     _fold(optimized)
     optimized.requires_grad_(False)
-    if memory_format is None:
-        parameter = next(optimized.parameters(), None)
-        on_cuda = parameter is not None and parameter.device.type == "cuda"
-        memory_format = torch.channels_last if on_cuda else torch.contiguous_format
     return optimized.to(memory_format=memory_format)
 
 
