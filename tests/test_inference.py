@@ -70,7 +70,7 @@ def test_patience_policy_equals_simulation(
     reference_model: RANet, batch_and_logits: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     x, logits = batch_and_logits
-    _check_against_simulation(reference_model, x, logits, EarlyExitPolicy.patience(2, 8))
+    _check_against_simulation(reference_model, x, logits, EarlyExitPolicy.with_patience(2, 8))
 
 
 def test_everybody_at_the_first_or_the_last_exit(

@@ -109,7 +109,7 @@ def all_policies(num_exits: int, logits: Tensor) -> Iterator[EarlyExitPolicy]:
     for measure in CALIBRATABLE:
         yield EarlyExitPolicy.calibrate(logits, fractions, measure=measure)
     for k in (1, 2, 3):
-        yield EarlyExitPolicy.patience(k, num_exits)
+        yield EarlyExitPolicy.with_patience(k, num_exits)
 
 
 # --------------------------------------------------------------------------- geometric fractions
@@ -220,21 +220,21 @@ def test_margin_confidence_value() -> None:
 
 
 def test_patience_factory() -> None:
-    policy = EarlyExitPolicy.patience(3, 6)
+    policy = EarlyExitPolicy.with_patience(3, 6)
     assert policy.measure == "patience"
     assert policy.patience == 3
     assert policy.num_exits == 6
     assert "patience" in repr(policy)
     with pytest.raises(ValueError):
-        EarlyExitPolicy.patience(0, 6)
+        EarlyExitPolicy.with_patience(0, 6)
     with pytest.raises(ValueError):
-        EarlyExitPolicy.patience(2, 0)
+        EarlyExitPolicy.with_patience(2, 0)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
 def test_patience_rule_matches_brute_force(k: int) -> None:
     logits = make_logits(num_exits=6, num_samples=800, num_classes=3, seed=k)
-    policy = EarlyExitPolicy.patience(k, 6)
+    policy = EarlyExitPolicy.with_patience(k, 6)
     expected = brute_force_patience(logits, k)
     assert policy.simulate(logits).tolist() == expected
     assert run_incremental(policy, logits).tolist() == expected
@@ -260,7 +260,7 @@ def test_step_matches_simulate_for_every_measure(quantum: float | None) -> None:
 
 
 def test_state_tensors_are_batch_first() -> None:
-    policy = EarlyExitPolicy.patience(2, 3)
+    policy = EarlyExitPolicy.with_patience(2, 3)
     state = policy.initial_state(7, "cpu")
     assert state and all(v.shape[0] == 7 for v in state.values())
     _, new_state = policy.step(0, torch.randn(7, 5), state)
@@ -527,7 +527,7 @@ def test_malformed_logits_and_indices(call: Callable[[EarlyExitPolicy], object])
 
 
 def test_patience_step_rejects_missing_or_unindexed_state() -> None:
-    policy = EarlyExitPolicy.patience(2, 3)
+    policy = EarlyExitPolicy.with_patience(2, 3)
     with pytest.raises(ValueError, match="initial_state"):
         policy.step(0, torch.randn(4, 3), {})
     with pytest.raises(ValueError, match="kept samples"):

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 import torch
 from torch import Tensor
@@ -94,7 +94,7 @@ def _check_calibration_measure(measure: str) -> str:
         allowed = ", ".join(repr(m) for m in _STATELESS_MEASURES)
         raise ValueError(
             f"measure {measure!r} cannot be calibrated; allowed values: {allowed} "
-            "(build patience policies with EarlyExitPolicy.patience(k, num_exits))"
+            "(build patience policies with EarlyExitPolicy.with_patience(k, num_exits))"
         )
     return measure
 
@@ -307,32 +307,6 @@ def _patience_policy(k: int, num_exits: int) -> EarlyExitPolicy:
     return EarlyExitPolicy([float(k)] * num_exits, measure="patience")
 
 
-class _PatienceAccessor:
-    """``EarlyExitPolicy.patience(k, num_exits)`` builds a policy; ``policy.patience`` reads k.
-
-    One name serves both uses, so it is a descriptor that answers differently on the class and on
-    an instance.
-    """
-
-    @overload
-    def __get__(
-        self, obj: None, owner: type[EarlyExitPolicy] | None = None
-    ) -> Callable[[int, int], EarlyExitPolicy]: ...
-
-    @overload
-    def __get__(
-        self, obj: EarlyExitPolicy, owner: type[EarlyExitPolicy] | None = None
-    ) -> int | None: ...
-
-    def __get__(
-        self, obj: EarlyExitPolicy | None, owner: type[EarlyExitPolicy] | None = None
-    ) -> Callable[[int, int], EarlyExitPolicy] | int | None:
-        if obj is None:
-            return _patience_policy
-        # k of a "k consecutive exits agree" policy; None for other policies.
-        return obj._patience
-
-
 class EarlyExitPolicy:
     """Per-exit thresholds on a confidence measure.
 
@@ -389,7 +363,29 @@ class EarlyExitPolicy:
 
     # ------------------------------------------------------------------ construction
 
-    patience = _PatienceAccessor()
+    @classmethod
+    def with_patience(cls, k: int, num_exits: int) -> EarlyExitPolicy:
+        """The patience rule: leave once ``k`` consecutive exits agree on the predicted class.
+
+        A sample leaves at the first exit ``j >= k - 1`` whose argmax prediction equals that
+        of exits ``j - k + 1 .. j``; ``k = 1`` sends everybody out at exit 0.
+
+        Args:
+            k: Number of consecutive agreeing exits required; at least 1.
+            num_exits: Number of exits of the network.
+
+        Returns:
+            A policy with ``measure == "patience"`` and ``patience == k``.
+
+        Raises:
+            ValueError: If ``k < 1`` or ``num_exits < 1``.
+        """
+        return _patience_policy(k, num_exits)
+
+    @property
+    def patience(self) -> int | None:
+        """``k`` of a patience policy (see :meth:`with_patience`); ``None`` for the others."""
+        return self._patience
 
     @classmethod
     def calibrate(
@@ -707,7 +703,7 @@ class EarlyExitPolicy:
         if self._patience is not None and self._thresholds == (float(self._patience),) * len(
             self._thresholds
         ):
-            return f"EarlyExitPolicy.patience({self._patience}, num_exits={self.num_exits})"
+            return f"EarlyExitPolicy.with_patience({self._patience}, num_exits={self.num_exits})"
         inner = ", ".join(repr(t) for t in self._thresholds)
         if len(self._thresholds) == 1:
             inner += ","
