@@ -118,7 +118,7 @@ def _architectures() -> dict[str, _Architecture]:
     is importable."""
     table = {
         "ranet": _Architecture(
-            "RANet", RANetConfig, RANet, _ranet_config._REFERENCE_NAMES, _RANET_DEFAULTS
+            "RANet", RANetConfig, RANet, _ranet_config.REFERENCE_OPTION_NAMES, _RANET_DEFAULTS
         )
     }
     try:
@@ -130,8 +130,8 @@ def _architectures() -> dict[str, _Architecture]:
         "msdnet",
         msdnet_config_module.MSDNetConfig,
         msdnet_module.MSDNet,
-        msdnet_config_module._REFERENCE_NAMES,
-        msdnet_config_module._REFERENCE_DEFAULTS,
+        msdnet_config_module.REFERENCE_OPTION_NAMES,
+        msdnet_config_module.REFERENCE_DEFAULTS,
     )
     return table
 

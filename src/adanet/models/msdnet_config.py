@@ -13,14 +13,14 @@ from .._validation import require_choice, require_fraction, require_int, require
 from ..reference_args import parse_reference_args
 from ._config_io import ConfigIO
 
-__all__ = ["LayerPlan", "MSDNetConfig"]
+__all__ = ["REFERENCE_DEFAULTS", "REFERENCE_OPTION_NAMES", "LayerPlan", "MSDNetConfig"]
 
 StepMode = Literal["even", "lin_grow"]
 Prune = Literal["min", "max"]
 Variant = Literal["cifar", "imagenet"]
 
-# The original's option names (args.txt) and the fields they fill.
-_REFERENCE_NAMES = {
+#: The original's option names (args.txt, main.py flags) and the config fields they fill.
+REFERENCE_OPTION_NAMES = {
     "nBlocks": "num_blocks",
     "base": "base",
     "step": "step",
@@ -34,10 +34,10 @@ _REFERENCE_NAMES = {
     "reduction": "reduction",
 }
 
-# The original ``args.py`` defaults, used for options an args text leaves out (a real
-# args.txt holds them all). ``stepmode`` defaults to None there, which its model treats as
-# "lin_grow" (it only tests ``== 'even'``).
-_REFERENCE_DEFAULTS: dict[str, Any] = {
+#: The original ``args.py`` defaults, used for options an args text leaves out (a real
+#: args.txt holds them all). ``stepmode`` defaults to None there, which its model treats as
+#: "lin_grow" (it only tests ``== 'even'``).
+REFERENCE_DEFAULTS: dict[str, Any] = {
     "nBlocks": 1,
     "base": 4,
     "step": 1,
@@ -295,8 +295,8 @@ class MSDNetConfig(ConfigIO):
             )
         variant, num_classes = _DATASETS[data]
         values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
-        for reference_name, field_name in _REFERENCE_NAMES.items():
-            value = args.get(reference_name, _REFERENCE_DEFAULTS[reference_name])
+        for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
+            value = args.get(reference_name, REFERENCE_DEFAULTS[reference_name])
             if reference_name in ("grFactor", "bnFactor"):
                 value = _parse_factor_list(reference_name, value)
             elif reference_name == "stepmode" and value is None:

@@ -18,13 +18,13 @@ from .._validation import (
 from ..reference_args import parse_reference_args
 from ._config_io import ConfigIO
 
-__all__ = ["RANetConfig"]
+__all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
 
 StepMode = Literal["even", "lg"]
 Variant = Literal["cifar", "imagenet"]
 
-# The original's option names (args.txt) and the fields they fill.
-_REFERENCE_NAMES = {
+#: The original's option names (args.txt, main.py flags) and the config fields they fill.
+REFERENCE_OPTION_NAMES = {
     "nBlocks": "num_blocks",
     "nChannels": "num_channels",
     "growthRate": "growth_rate",
@@ -230,7 +230,7 @@ class RANetConfig(ConfigIO):
             )
         variant, num_classes = _DATASETS[data]
         values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
-        for reference_name, field_name in _REFERENCE_NAMES.items():
+        for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
             if reference_name in args:
                 value = args[reference_name]
                 if reference_name in _LIST_OPTIONS:
