@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from adanet.policy import MEASURES, EarlyExitPolicy, geometric_exit_fractions
+from reference_impl.original_dynamic_eval import find_threshold
 
 CALIBRATABLE = ("max_prob", "entropy", "margin")
 
@@ -37,39 +38,15 @@ def make_logits(
 def oracle_find_threshold(
     logits: Tensor, targets: Tensor, fractions: list[float]
 ) -> tuple[list[float], list[int]]:
-    """Plain-loop transcription of the reference Tester.dynamic_eval_find_threshold.
-
-    Works on softmax probabilities, as the reference stored them. Returns its thresholds and the
-    exit each sample takes under them.
-    """
+    """The original's thresholds (on softmax probabilities, as it stored them) and the exit
+    each sample takes under them."""
     probs = torch.softmax(logits.float(), dim=2)
-    n_stage, n_sample, _ = probs.shape
-    max_t, _ = probs.max(dim=2)
-    _, sorted_t = max_t.sort(dim=1, descending=True)
-    max_preds = max_t.tolist()
-    sorted_idx = sorted_t.tolist()
-    filtered = [0] * n_sample
-    thresholds = [1e8] * n_stage
-    for k in range(n_stage - 1):
-        count = 0
-        out_n = math.floor(n_sample * fractions[k])
-        for i in range(n_sample):
-            ori_idx = sorted_idx[k][i]
-            if filtered[ori_idx] == 0:
-                count += 1
-                if count == out_n:
-                    thresholds[k] = max_preds[k][ori_idx]
-                    break
-        for i in range(n_sample):
-            if max_preds[k][i] >= thresholds[k]:
-                filtered[i] += 1
-    thresholds[n_stage - 1] = -1e8
-    exits = []
-    for i in range(n_sample):
-        for k in range(n_stage):
-            if max_preds[k][i] >= thresholds[k]:
-                exits.append(k)
-                break
+    thresholds = find_threshold(probs, fractions)
+    max_preds = probs.max(dim=2).values.tolist()
+    exits = [
+        next(k for k in range(len(thresholds)) if max_preds[k][i] >= thresholds[k])
+        for i in range(probs.shape[1])
+    ]
     return thresholds, exits
 
 

@@ -11,7 +11,7 @@ import ast
 import os
 from typing import Any
 
-__all__ = ["parse_reference_args"]
+__all__ = ["parse_dash_list", "parse_reference_args"]
 
 
 def parse_reference_args(path_or_text: str | os.PathLike[str]) -> dict[str, Any]:
@@ -67,3 +67,21 @@ def parse_reference_args(path_or_text: str | os.PathLike[str]) -> dict[str, Any]
                 f"{ast.unparse(keyword.value)[:60]!r}"
             ) from None
     return options
+
+
+def parse_dash_list(name: str, value: Any) -> Any:
+    """Turn a list option into a tuple, accepting the originals' ``'4-2-1'`` strings.
+
+    Values of other types are returned unchanged, for the config's validation to judge.
+
+    Raises:
+        ValueError: A string that is not integers joined by dashes.
+    """
+    if isinstance(value, str):
+        try:
+            return tuple(int(part) for part in value.split("-"))
+        except ValueError:
+            raise ValueError(f"{name} must look like '4-2-1', got {value!r}") from None
+    if isinstance(value, list):
+        return tuple(value)
+    return value

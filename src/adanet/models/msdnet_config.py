@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 from typing_extensions import Self
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
-from ..reference_args import parse_reference_args
+from ..reference_args import parse_dash_list, parse_reference_args
 from ._config_io import ConfigIO
 
 __all__ = ["REFERENCE_DEFAULTS", "REFERENCE_OPTION_NAMES", "LayerPlan", "MSDNetConfig"]
@@ -82,18 +82,6 @@ class LayerPlan(NamedTuple):
     in_channels: int
     transition: bool
     out_channels: int
-
-
-def _parse_factor_list(name: str, value: Any) -> Any:
-    """Accept the original's ``'1-2-4'`` strings as well as parsed lists."""
-    if isinstance(value, str):
-        try:
-            return tuple(int(part) for part in value.split("-"))
-        except ValueError:
-            raise ValueError(f"{name} must look like '1-2-4', got {value!r}") from None
-    if isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -298,7 +286,7 @@ class MSDNetConfig(ConfigIO):
         for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
             value = args.get(reference_name, REFERENCE_DEFAULTS[reference_name])
             if reference_name in ("grFactor", "bnFactor"):
-                value = _parse_factor_list(reference_name, value)
+                value = parse_dash_list(reference_name, value)
             elif reference_name == "stepmode" and value is None:
                 value = "lin_grow"  # the original grows linearly unless told "even"
             values[field_name] = value

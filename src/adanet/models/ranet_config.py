@@ -15,7 +15,7 @@ from .._validation import (
     require_int,
     require_int_tuple,
 )
-from ..reference_args import parse_reference_args
+from ..reference_args import parse_dash_list, parse_reference_args
 from ._config_io import ConfigIO
 
 __all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
@@ -48,18 +48,6 @@ _DATASETS: dict[str, tuple[Variant, int]] = {
     # adanet's own: scikit-learn's digits at 32x32, written by `adanet train --data digits`.
     "digits": ("cifar", 10),
 }
-
-
-def _parse_factor_list(name: str, value: Any) -> Any:
-    """Accept the original's ``'4-2-1'`` strings as well as parsed lists."""
-    if isinstance(value, str):
-        try:
-            return tuple(int(part) for part in value.split("-"))
-        except ValueError:
-            raise ValueError(f"{name} must look like '4-2-1', got {value!r}") from None
-    if isinstance(value, list):
-        return tuple(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -234,7 +222,7 @@ class RANetConfig(ConfigIO):
             if reference_name in args:
                 value = args[reference_name]
                 if reference_name in _LIST_OPTIONS:
-                    value = _parse_factor_list(reference_name, value)
+                    value = parse_dash_list(reference_name, value)
                 values[field_name] = value
         # The original always builds conv-norm-act layers: its blocks pass True where
         # ConvBN expects bnAfter, whatever --bnAfter says, so the option is not read here.
