@@ -282,31 +282,6 @@ def _decode_threshold(value: Any) -> float:
     return float(value)
 
 
-def _patience_policy(k: int, num_exits: int) -> EarlyExitPolicy:
-    """Leave once ``k`` consecutive exits agree on the predicted class.
-
-    A sample leaves at the first exit ``j >= k - 1`` whose argmax prediction equals that of exits
-    ``j - k + 1 .. j``; ``k = 1`` sends everybody out at exit 0.
-
-    Args:
-        k: Number of consecutive agreeing exits required; at least 1.
-        num_exits: Number of exits of the network.
-
-    Returns:
-        A policy with ``measure == "patience"`` and ``patience == k``.
-
-    Raises:
-        ValueError: If ``k < 1`` or ``num_exits < 1``.
-    """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"patience k must be an integer >= 1, got {k!r}")
-    if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
-        raise ValueError(f"num_exits must be an integer >= 1, got {num_exits!r}")
-    # The confidence for "patience" is the current streak length, so a threshold of k at every
-    # exit is exactly the rule "k in a row agree".
-    return EarlyExitPolicy([float(k)] * num_exits, measure="patience")
-
-
 class EarlyExitPolicy:
     """Per-exit thresholds on a confidence measure.
 
@@ -380,7 +355,13 @@ class EarlyExitPolicy:
         Raises:
             ValueError: If ``k < 1`` or ``num_exits < 1``.
         """
-        return _patience_policy(k, num_exits)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"patience k must be an integer >= 1, got {k!r}")
+        if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+            raise ValueError(f"num_exits must be an integer >= 1, got {num_exits!r}")
+        # The confidence for "patience" is the current streak length, so a threshold of k at every
+        # exit is exactly the rule "k in a row agree".
+        return cls([float(k)] * num_exits, measure="patience")
 
     @property
     def patience(self) -> int | None:
