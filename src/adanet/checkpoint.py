@@ -14,14 +14,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CheckpointError", "load_reference_checkpoint", "read_state_dict", "save_atomic"]
+__all__ = [
+    "CheckpointError",
+    "load_reference_checkpoint",
+    "load_weights_only",
+    "read_state_dict",
+    "save_atomic",
+]
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read, is unsafe, or does not fit the model."""
 
 
-def _load_weights_only(path: str | os.PathLike[str]) -> Any:
+def load_weights_only(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors.
+
+    Raises:
+        FileNotFoundError: No such file.
+        CheckpointError: A truncated or foreign file, or one holding objects whose
+            unpickling could run code.
+    """
     # weights_only=True restricts unpickling to tensors and plain containers, so a crafted
     # file cannot run code; anything else is refused, never retried without it.
     location = os.fspath(path)
@@ -55,7 +68,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         FileNotFoundError: No such file.
         CheckpointError: Unreadable, unsafe, or no state dict inside.
     """
-    loaded = _load_weights_only(path)
+    loaded = load_weights_only(path)
     state: Any = loaded
     if isinstance(loaded, Mapping):
         for key in ("state_dict", "model"):

@@ -51,6 +51,7 @@ from .losses import MultiExitLoss
 from .models import RANet, RANetConfig
 from .models import ranet_config as _ranet_config
 from .protocol import EarlyExitNetwork
+from .reference_args import REFERENCE_DATASETS, parse_dash_list
 from .training import (
     BEST_MODEL,
     LAST_CHECKPOINT,
@@ -89,14 +90,6 @@ _RANET_DEFAULTS: dict[str, Any] = {
 _LIST_OPTIONS = ("grFactor", "bnFactor", "scale_list")
 
 # num_classes and stem/head variant of each dataset, as the originals derive them from --data.
-_DATA_INFO: dict[str, tuple[int, str]] = {
-    "cifar10": (10, "cifar"),
-    "cifar100": (100, "cifar"),
-    "ImageNet": (1000, "imagenet"),
-    "digits": (10, "cifar"),
-}
-
-
 _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 
 
@@ -281,12 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_list(name: str, value: Any) -> Any:
-    if name in _LIST_OPTIONS and isinstance(value, str):
-        try:
-            return tuple(int(part) for part in value.split("-"))
-        except ValueError:
-            raise CLIError(f"--{name} must look like '4-2-1', got {value!r}") from None
-    return value
+    if name not in _LIST_OPTIONS:
+        return value
+    try:
+        return parse_dash_list(f"--{name}", value)
+    except ValueError as error:
+        raise CLIError(str(error)) from None
 
 
 def build_config(args: argparse.Namespace) -> tuple[str, Any]:
@@ -301,7 +294,7 @@ def build_config(args: argparse.Namespace) -> tuple[str, Any]:
     """
     arch = _architecture(args.arch or "RANet")
     data = args.data or "cifar10"
-    num_classes, variant = _DATA_INFO[data]
+    variant, num_classes = REFERENCE_DATASETS[data]
     names = arch.reference_names
     if args.preset:
         try:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ._device import module_device
 from .protocol import EarlyExitNetwork
 
 __all__ = ["Convention", "ExitCost", "measure_exit_costs"]
@@ -172,9 +173,7 @@ def measure_exit_costs(
     if convention not in ("actual", "reference"):
         raise ValueError(f"convention must be 'actual' or 'reference', got {convention!r}")
     shape = _input_shape(model, input_size)
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    x = torch.zeros((1, *shape), device=device)
+    x = torch.zeros((1, *shape), device=module_device(model))
     model.check_input(x)
 
     ops = [0.0]

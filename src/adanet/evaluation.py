@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ._device import module_device
 from .costs import Convention
 from .inference import early_exit, exit_costs_for
 from .policy import EarlyExitPolicy
@@ -22,6 +23,7 @@ __all__ = [
     "evaluate_anytime",
     "evaluate_policy",
     "topk_accuracy",
+    "topk_correct",
 ]
 
 Batch = Sequence[Tensor]
@@ -80,11 +82,16 @@ class PolicyEvaluation:
     num_samples: int
 
 
+def topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
+    """How many rows have their target among the ``k`` largest logits (k capped at the
+    number of classes), as a 0-d tensor on the logits' device (no synchronisation)."""
+    top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices
+    return (top == targets.unsqueeze(-1)).any(dim=-1).sum()
+
+
 def topk_accuracy(logits: Tensor, targets: Tensor, k: int) -> float:
     """Share of rows whose target is among the ``k`` largest logits (k capped at classes)."""
-    k = min(k, logits.shape[-1])
-    top = logits.topk(k, dim=-1).indices
-    return float((top == targets.unsqueeze(-1)).any(dim=-1).double().mean())
+    return float(topk_correct(logits, targets, k)) / max(1, logits.shape[0])
 
 
 def anytime_records(
@@ -111,11 +118,6 @@ def anytime_records(
     ]
 
 
-def _model_device(model: EarlyExitNetwork) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def evaluate_anytime(
     model: EarlyExitNetwork,
     loader: Iterable[Batch],
@@ -134,7 +136,7 @@ def evaluate_anytime(
     Returns:
         The per-exit records and the collected logits and targets.
     """
-    device = _model_device(model)
+    device = module_device(model)
     was_training = model.training
     model.eval()
     all_logits: list[Tensor] = []
@@ -179,7 +181,7 @@ def evaluate_policy(
     Returns:
         Accuracy, mean cost, wall time per image and the share leaving at each exit.
     """
-    device = _model_device(model)
+    device = module_device(model)
     was_training = model.training
     model.eval()
     correct = 0

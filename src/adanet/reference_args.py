@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import ast
 import os
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["parse_dash_list", "parse_reference_args"]
+__all__ = ["REFERENCE_DATASETS", "parse_dash_list", "parse_reference_args"]
+
+#: What the originals derive from ``--data`` alone: the stem/head variant and the number of
+#: classes. ``digits`` is adanet's own (scikit-learn's digits at 32×32).
+REFERENCE_DATASETS: dict[str, tuple[Literal["cifar", "imagenet"], int]] = {
+    "cifar10": ("cifar", 10),
+    "cifar100": ("cifar", 100),
+    "ImageNet": ("imagenet", 1000),
+    "digits": ("cifar", 10),
+}
 
 
 def parse_reference_args(path_or_text: str | os.PathLike[str]) -> dict[str, Any]:

@@ -36,8 +36,10 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
-from .checkpoint import CheckpointError, save_atomic
+from ._device import module_device
+from .checkpoint import CheckpointError, load_weights_only, save_atomic
 from .distributed import all_reduce_sum, get_rank
+from .evaluation import topk_correct
 
 __all__ = [
     "BEST_MODEL",
@@ -259,11 +261,6 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) else model
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def _progress_enabled(progress: bool) -> bool:
     # A bar in a log file is noise, and every rank drawing one garbles the terminal.
     return progress and get_rank() == 0 and sys.stderr.isatty()
@@ -341,7 +338,7 @@ def train_one_epoch(
             raised before that iteration's optimizer step.
         ValueError: The loader yielded nothing.
     """
-    target_device = torch.device(device) if device is not None else _model_device(model)
+    target_device = torch.device(device) if device is not None else module_device(model)
     num_batches = len(loader) if isinstance(loader, Sized) else 0
     if lr_schedule is not None and num_batches == 0:
         raise ValueError("lr_schedule needs a loader with a length")
@@ -381,7 +378,7 @@ def train_one_epoch(
             with torch.no_grad():
                 size = int(targets.shape[0])
                 loss_sum += loss.detach().double() * size
-                hits = torch.stack([(o.argmax(dim=1) == targets).sum() for o in outputs])
+                hits = torch.stack([topk_correct(o, targets, 1) for o in outputs])
                 correct = hits if correct is None else correct + hits
                 count += size
             if on_batch is not None or bar is not None:
@@ -440,7 +437,7 @@ def validate(
         The mean loss and every exit's top-1/top-5 accuracy.
     """
     net = unwrap_model(model)
-    target_device = torch.device(device) if device is not None else _model_device(net)
+    target_device = torch.device(device) if device is not None else module_device(net)
     was_training = net.training
     net.eval()
     totals: Tensor | None = None
@@ -452,12 +449,8 @@ def validate(
                     outputs = list(net(images))
                     loss = loss_fn(outputs, targets) if loss_fn is not None else None
                 size = int(targets.shape[0])
-                top1 = [(o.argmax(dim=1) == targets).sum() for o in outputs]
-                k = min(5, int(outputs[0].shape[1]))
-                top5 = [
-                    (o.topk(k, dim=1).indices == targets.unsqueeze(1)).any(dim=1).sum()
-                    for o in outputs
-                ]
+                top1 = [topk_correct(o, targets, 1) for o in outputs]
+                top5 = [topk_correct(o, targets, 5) for o in outputs]
                 row = torch.stack(
                     [
                         torch.tensor(float(size), device=target_device, dtype=torch.float64),
@@ -628,18 +621,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileNotFoundError: No such file.
         CheckpointError: Unreadable or not a dict.
     """
-    location = os.fspath(path)
-    if not os.path.isfile(location):
-        raise FileNotFoundError(f"no checkpoint at {location!r}")
-    try:
-        loaded = torch.load(location, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling, zip and I/O errors all mean "unusable file"
-        raise CheckpointError(
-            f"cannot read checkpoint {location!r}: {type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}"
-        ) from None
+    loaded = load_weights_only(path)
     if not isinstance(loaded, dict):
-        raise CheckpointError(f"{location!r} is not a training checkpoint (not a dict)")
+        raise CheckpointError(f"{os.fspath(path)!r} is not a training checkpoint (not a dict)")
     return loaded
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, NamedTuple
 from typing_extensions import Self
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
-from ..reference_args import parse_dash_list, parse_reference_args
+from ..reference_args import REFERENCE_DATASETS, parse_dash_list, parse_reference_args
 from ._config_io import ConfigIO
 
 __all__ = ["REFERENCE_DEFAULTS", "REFERENCE_OPTION_NAMES", "LayerPlan", "MSDNetConfig"]
@@ -49,15 +49,6 @@ REFERENCE_DEFAULTS: dict[str, Any] = {
     "bottleneck": True,
     "prune": "max",
     "reduction": 0.5,
-}
-
-# The original picks stem, heads and class count from the dataset name alone.
-_DATASETS: dict[str, tuple[Variant, int]] = {
-    "cifar10": ("cifar", 10),
-    "cifar100": ("cifar", 100),
-    "ImageNet": ("imagenet", 1000),
-    # adanet's own: scikit-learn's digits at 32x32, written by `adanet train --data digits`.
-    "digits": ("cifar", 10),
 }
 
 
@@ -276,12 +267,12 @@ class MSDNetConfig(ConfigIO):
                 + (" (use RANetConfig.from_reference_args)" if str(arch).lower() == "ranet" else "")
             )
         data = args.get("data", "cifar10")
-        if data not in _DATASETS:
+        if data not in REFERENCE_DATASETS:
             raise ValueError(
                 f"unknown dataset data={data!r} in the reference args; the original MSDNet "
-                f"supports {sorted(_DATASETS)}"
+                f"supports {sorted(REFERENCE_DATASETS)}"
             )
-        variant, num_classes = _DATASETS[data]
+        variant, num_classes = REFERENCE_DATASETS[data]
         values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
         for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
             value = args.get(reference_name, REFERENCE_DEFAULTS[reference_name])

@@ -15,7 +15,7 @@ from .._validation import (
     require_int,
     require_int_tuple,
 )
-from ..reference_args import parse_dash_list, parse_reference_args
+from ..reference_args import REFERENCE_DATASETS, parse_dash_list, parse_reference_args
 from ._config_io import ConfigIO
 
 __all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
@@ -39,15 +39,6 @@ REFERENCE_OPTION_NAMES = {
 }
 
 _LIST_OPTIONS = ("grFactor", "bnFactor", "scale_list")
-
-# The original picks stem, heads and class count from the dataset name alone.
-_DATASETS: dict[str, tuple[Variant, int]] = {
-    "cifar10": ("cifar", 10),
-    "cifar100": ("cifar", 100),
-    "ImageNet": ("imagenet", 1000),
-    # adanet's own: scikit-learn's digits at 32x32, written by `adanet train --data digits`.
-    "digits": ("cifar", 10),
-}
 
 
 @dataclass(frozen=True)
@@ -211,12 +202,12 @@ class RANetConfig(ConfigIO):
                 )
             )
         data = args.get("data", "cifar10")
-        if data not in _DATASETS:
+        if data not in REFERENCE_DATASETS:
             raise ValueError(
                 f"unknown dataset data={data!r} in the reference args; known datasets "
-                f"{sorted(_DATASETS)}"
+                f"{sorted(REFERENCE_DATASETS)}"
             )
-        variant, num_classes = _DATASETS[data]
+        variant, num_classes = REFERENCE_DATASETS[data]
         values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
         for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
             if reference_name in args:
