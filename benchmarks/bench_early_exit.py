@@ -13,31 +13,21 @@ Run: ``.venv/bin/python benchmarks/bench_early_exit.py [--threads 2] [--batch 25
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from _timing import Timing, cpu_description, measure
 
 import adanet
 from adanet import EarlyExitPolicy, RANet, RANetConfig
-
-
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: allocator, cost measurement caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per item")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -51,24 +41,26 @@ def main() -> None:
     half = EarlyExitPolicy.calibrate(logits, [0.6] + [0.0] * (exits - 2) + [0.4])
     never = EarlyExitPolicy([float("inf")] * exits)
 
+    def timed(fn: Callable[[], object]) -> Timing:
+        return measure(fn, args.repeats, min_warmup_seconds=args.warmup)
+
     with torch.inference_mode():
-        full = best_of(lambda: model(x), args.repeats)
+        full = timed(lambda: model(x))
         result = adanet.early_exit(model, x, half, costs=costs)
-        early = best_of(lambda: adanet.early_exit(model, x, half, costs=costs), args.repeats)
-        late = best_of(lambda: adanet.early_exit(model, x, never, costs=costs), args.repeats)
+        early = timed(lambda: adanet.early_exit(model, x, half, costs=costs))
+        late = timed(lambda: adanet.early_exit(model, x, never, costs=costs))
 
     share = result.mean_cost / costs[-1]
+    print(f"RANet cifar10, batch {args.batch}, {args.threads} threads; {cpu_description()}")
+    print(f"median [min-max] of {args.repeats} warm runs")
+    print(f"model(x), all exits        : {full.ms()}")
     print(
-        f"RANet cifar10, batch {args.batch}, {args.threads} threads, CPU (median of {args.repeats})"
+        f"early_exit 60% at exit 0   : {early.ms()}  time ratio {early.median / full.median:.3f}"
+        f"  MACs ratio {share:.3f}  (target <= 0.62)"
     )
-    print(f"model(x), all exits        : {full * 1e3:8.1f} ms")
     print(
-        f"early_exit 60% at exit 0   : {early * 1e3:8.1f} ms  time ratio {early / full:.3f}  "
-        f"MACs ratio {share:.3f}  (target <= 0.62)"
-    )
-    print(
-        f"early_exit nobody early    : {late * 1e3:8.1f} ms  time ratio {late / full:.3f}  "
-        "MACs ratio 1.000  (target <= 1.15)"
+        f"early_exit nobody early    : {late.ms()}  time ratio {late.median / full.median:.3f}"
+        "  MACs ratio 1.000  (target <= 1.15)"
     )
 
 

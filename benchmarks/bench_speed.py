@@ -24,13 +24,13 @@ import argparse
 import dataclasses
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import torch
+from _timing import Timing, cpu_description, measure
 
 import adanet
 from adanet import RANet, RANetConfig
@@ -38,29 +38,25 @@ from adanet import RANet, RANetConfig
 CONFIG = RANetConfig.preset("cifar10")
 
 
-def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def conv_peak(
-    device: torch.device, dtype: torch.dtype, repeats: int, sync: Callable[[], None]
-) -> float:
+def conv_peak(device: torch.device, dtype: torch.dtype, args: argparse.Namespace) -> Timing:
+    """Times the reference convolution warm: oneDNN's first calls are up to ~1.7x slower, and
+    a cold peak would make every share of it look larger than it is."""
     conv = torch.nn.Conv2d(128, 128, 3, padding=1, bias=False).to(device, dtype).eval()
     x = torch.randn(64, 128, 32, 32, device=device, dtype=dtype)
     with torch.inference_mode():
-        seconds = median_time(lambda: conv(x), repeats, sync)
-    return 2 * 128 * 128 * 9 * 32 * 32 * 64 / seconds
+        return measure(
+            lambda: conv(x), args.repeats, min_warmup_seconds=args.warmup, sync=_sync(device)
+        )
 
 
-def training_step_child(memory_efficient: bool, threads: int) -> None:
+CONV_FLOPS = 2 * 128 * 128 * 9 * 32 * 32 * 64
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def training_step_child(memory_efficient: bool, threads: int, repeats: int) -> None:
     """Run in a subprocess: one training step's time and extra peak memory (MB)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -81,53 +77,69 @@ def training_step_child(memory_efficient: bool, threads: int) -> None:
                     return int(line.split()[1]) * 1024
         raise RuntimeError(field)
 
-    # The first step allocates gradients and momentum buffers (the same in both variants);
-    # the measured step's extra memory is activations and recomputation.
+    # The first step allocates gradients and momentum buffers (the same in both variants) and
+    # warms oneDNN up; the measured steps' extra memory is activations and recomputation.
+    step()
     step()
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # reset the peak (VmHWM) to the current resident set
     base = status("VmRSS")
-    start = time.perf_counter()
-    step()
-    seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "extra_bytes": status("VmHWM") - base}))
+    timing = measure(step, repeats, warmup=0)
+    print(json.dumps({"seconds": list(timing.seconds), "extra_bytes": status("VmHWM") - base}))
 
 
-def training_step(memory_efficient: bool, threads: int) -> dict[str, float]:
+def training_step(memory_efficient: bool, threads: int, repeats: int) -> tuple[Timing, float]:
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench_speed; "
-        "bench_speed.training_step_child(sys.argv[2] == '1', int(sys.argv[3]))"
+        "bench_speed.training_step_child(sys.argv[2] == '1', int(sys.argv[3]), int(sys.argv[4]))"
     )
     here = os.path.dirname(os.path.abspath(__file__))
     out = subprocess.run(
-        [sys.executable, "-c", code, here, "1" if memory_efficient else "0", str(threads)],
+        [
+            sys.executable,
+            "-c",
+            code,
+            here,
+            "1" if memory_efficient else "0",
+            str(threads),
+            str(repeats),
+        ],
         check=True,
         capture_output=True,
         text=True,
         env=env,
     ).stdout
-    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return result
+    result = json.loads(out.strip().splitlines()[-1])
+    return Timing(tuple(result["seconds"])), float(result["extra_bytes"])
 
 
 def eval_table(
     device: torch.device, dtype: torch.dtype, batch: int, args: argparse.Namespace
 ) -> None:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    peak = conv_peak(device, dtype, args.repeats, sync)
+    """Prints plain / optimized / compiled throughput as shares of the warm conv peak.
+
+    The peak is measured before and after the models (both warm) and the higher of the two is
+    used, so a peak depressed by anything else running makes the shares smaller, not larger.
+    """
+    sync = _sync(device)
+    peak_before = conv_peak(device, dtype, args)
     model = RANet(CONFIG).to(device).eval()
     flops = 2 * adanet.measure_exit_costs(model, 32, convention="reference")[-1].macs * batch
     x = torch.randn(batch, 3, 32, 32, device=device)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-    rows: list[tuple[str, float, str]] = []
+    rows: list[tuple[str, Timing, str]] = []
+
+    def timed(fn: Callable[[], object]) -> Timing:
+        return measure(fn, args.repeats, min_warmup_seconds=args.warmup, sync=sync)
+
     with torch.inference_mode(), autocast:
-        plain = median_time(lambda: model(x), args.repeats, sync)
+        plain = timed(lambda: model(x))
         rows.append(("plain", plain, ""))
         optimized = adanet.optimize_for_inference(model)
         xo = x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-        fast = median_time(lambda: optimized(xo), args.repeats, sync)
-        rows.append(("optimize_for_inference", fast, f"{plain / fast:.2f}x plain"))
+        fast = timed(lambda: optimized(xo))
+        rows.append(("optimize_for_inference", fast, f"{plain.median / fast.median:.2f}x plain"))
     if not args.skip_compile:
         compiled = torch.compile(optimized)
         start = time.perf_counter()
@@ -135,47 +147,52 @@ def eval_table(
             compiled(xo)
             sync()
             compile_seconds = time.perf_counter() - start
-            seconds = median_time(lambda: compiled(xo), args.repeats, sync)
-        rows.append(
-            (
-                "torch.compile(optimized)",
-                seconds,
-                f"compile {compile_seconds:.0f} s, {plain / seconds:.2f}x plain",
-            )
-        )
+            seconds = timed(lambda: compiled(xo))
+        note = f"compile {compile_seconds:.0f} s, {plain.median / seconds.median:.2f}x plain"
+        rows.append(("torch.compile(optimized)", seconds, note))
+    peak_after = conv_peak(device, dtype, args)
+    peak = CONV_FLOPS / min(peak_before.median, peak_after.median)
     name = str(dtype).replace("torch.", "")
-    print(f"\n{device.type} {name} batch {batch}: conv peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"  {'variant':26s} {'ms/batch':>9s} {'img/s':>8s} {'% of conv peak':>15s}")
-    for label, seconds, note in rows:
+    print(
+        f"\n{device.type} {name} batch {batch}: warm conv peak {peak / 1e9:.1f} GFLOP/s "
+        f"(before {CONV_FLOPS / peak_before.median / 1e9:.1f}, "
+        f"after {CONV_FLOPS / peak_after.median / 1e9:.1f}; median of {args.repeats})"
+    )
+    print(f"  {'variant':26s} {'median [min-max] per batch':>30s} {'img/s':>7s} {'% of peak':>10s}")
+    for label, timing, note in rows:
+        share = 100 * flops / timing.median / peak
+        spread = f"{100 * flops / timing.worst / peak:.1f}-{100 * flops / timing.best / peak:.1f}"
         print(
-            f"  {label:26s} {seconds * 1e3:9.1f} {batch / seconds:8.0f} "
-            f"{100 * flops / seconds / peak:14.1f}%  {note}"
+            f"  {label:26s} {timing.ms():>30s} {batch / timing.median:7.0f} "
+            f"{share:9.1f}% [{spread}]  {note}"
         )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs (>= 5)")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per item")
     parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"RANet cifar10 configuration; torch {torch.__version__}; {args.threads} CPU threads")
+    print(f"RANet cifar10 configuration; {args.threads} CPU threads; {cpu_description()}")
 
     eval_table(torch.device("cpu"), torch.float32, 64, args)
 
-    default = training_step(False, args.threads)
-    efficient = training_step(True, args.threads)
-    print("\ncpu training step, batch 64 (forward + backward + SGD step)")
-    for label, result in (("default", default), ("memory_efficient=True", efficient)):
-        print(
-            f"  {label:22s} {result['seconds'] * 1e3:8.0f} ms  "
-            f"extra peak memory {result['extra_bytes'] / 2**20:7.0f} MB"
-        )
+    default, default_bytes = training_step(False, args.threads, args.repeats)
+    efficient, efficient_bytes = training_step(True, args.threads, args.repeats)
+    print(f"\ncpu training step, batch 64 (forward + backward + SGD step), {args.repeats} steps")
+    rows = (
+        ("default", default, default_bytes),
+        ("memory_efficient=True", efficient, efficient_bytes),
+    )
+    for label, timing, extra in rows:
+        print(f"  {label:22s} {timing.ms()}  extra peak memory {extra / 2**20:7.0f} MB")
     print(
-        f"  memory ratio {efficient['extra_bytes'] / default['extra_bytes']:.2f} (target <= 0.6), "
-        f"time ratio {efficient['seconds'] / default['seconds']:.2f}"
+        f"  memory ratio {efficient_bytes / default_bytes:.2f}, "
+        f"time ratio {efficient.median / default.median:.2f} (medians)"
     )
 
     if torch.cuda.is_available():
