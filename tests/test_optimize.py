@@ -99,3 +99,58 @@ def test_compiled_parts_do_not_recompile_for_each_batch_size() -> None:
         adanet.early_exit(model, torch.randn(size, 3, 32, 32), policy)
     assert counters["stats"]["unique_graphs"] == graphs
     torch._dynamo.reset()
+
+
+class _TinyTwoExitNet(adanet.EarlyExitNetwork):
+    """Five small parts (stem, two blocks, two heads): cheap to compile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_channels = 3
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(4, 4, 3, padding=1) for _ in range(2))
+        self.exits = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)) for _ in range(2)
+        )
+
+    def begin(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
+
+    def advance(self, state: torch.Tensor, exit_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.blocks[exit_index](state).relu()
+        return x, x
+
+
+def test_compile_for_early_exit_raises_the_recompile_limit_only_while_its_parts_run() -> None:
+    import torch._dynamo
+
+    from adanet.optimize import compile_for_early_exit
+
+    torch._dynamo.reset()
+    before = torch._dynamo.config.recompile_limit
+    limits_while_compiling: list[int] = []
+
+    def backend(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> object:
+        # Dynamo calls the backend inside the compiled part's call: the limit it decides
+        # with is the one in force then.
+        limits_while_compiling.append(torch._dynamo.config.recompile_limit)
+        return graph.forward
+
+    model = _TinyTwoExitNet().eval()
+    compile_for_early_exit(model, torch.randn(4, 3, 8, 8), backend=backend)
+    assert torch._dynamo.config.recompile_limit == before
+    seen: list[int] = []
+    model.exits[0].register_forward_pre_hook(
+        lambda module, args: seen.append(torch._dynamo.config.recompile_limit)
+    )
+    x = torch.randn(4, 3, 8, 8)
+    with torch.inference_mode():
+        expected = torch.stack(model(x))
+    policy = EarlyExitPolicy([float("inf")] * model.num_exits)
+    result = adanet.early_exit(model, x, policy, costs=[1.0, 2.0])
+    assert torch._dynamo.config.recompile_limit == before  # nothing changed process-wide
+    assert seen and all(value == before for value in seen)  # hooks run outside the patch
+    parts = 5  # stem, two blocks, two heads
+    assert limits_while_compiling and set(limits_while_compiling) == {max(before, 4 * parts)}
+    torch.testing.assert_close(result.logits, expected[-1])
+    torch._dynamo.reset()
