@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -99,29 +100,36 @@ def _outermost_called_modules(model: nn.Module, example: Tensor) -> list[nn.Modu
     return list(called.values())
 
 
-# Dynamo's limit on compiled variants per code object: "recompile_limit" since torch 2.7,
-# "cache_size_limit" before (both private; the newer name is preferred where both exist).
+# Before torch.compile took a recompile_limit argument, the limit was only a private Dynamo
+# setting: "recompile_limit" since torch 2.7, "cache_size_limit" before (the newer name is
+# preferred where both exist).
 _RECOMPILE_LIMIT_NAMES = ("recompile_limit", "cache_size_limit")
 
 
+def _compile_takes_recompile_limit() -> bool:
+    """Whether this torch's public ``torch.compile`` accepts ``recompile_limit``."""
+    return "recompile_limit" in inspect.signature(torch.compile).parameters
+
+
 def _recompile_limit_name() -> str:
-    """The name of Dynamo's recompile limit in this torch, found by feature detection."""
+    """The name of Dynamo's private recompile limit in this torch, by feature detection."""
     import torch._dynamo
 
     for name in _RECOMPILE_LIMIT_NAMES:
         if hasattr(torch._dynamo.config, name):
             return name
     raise RuntimeError(
-        f"compile_for_early_exit cannot find Dynamo's recompile limit in torch "
-        f"{torch.__version__}: torch._dynamo.config has none of {list(_RECOMPILE_LIMIT_NAMES)}. "
-        "Compile the model with torch.compile instead, or use a torch version listed in "
-        "docs/compatibility.md"
+        f"compile_for_early_exit cannot set Dynamo's recompile limit in torch "
+        f"{torch.__version__}: torch.compile takes no recompile_limit and "
+        f"torch._dynamo.config has none of {list(_RECOMPILE_LIMIT_NAMES)}. Compile the model "
+        "with torch.compile instead, or use a torch version listed in docs/compatibility.md"
     )
 
 
 class _ScopedCompiledForward:
-    """A module's compiled ``forward`` that raises Dynamo's recompile limit during each call
-    only, leaving the process-wide setting as it was.
+    """A module's compiled ``forward`` that raises Dynamo's private recompile limit during
+    each call only, leaving the process-wide setting as it was (for torch versions whose
+    ``torch.compile`` takes no ``recompile_limit``).
 
     The limit is read when Dynamo decides whether to compile one more variant, which happens
     inside a call (compilation is lazy), so the patch has to cover the calls, not the
@@ -154,10 +162,13 @@ def compile_for_early_exit(model: Network, example: Tensor, **compile_kwargs: An
     PyTorch specialises, may compile once more each). Forward hooks registered on those
     submodules, before or after, still run eagerly around the compiled code.
 
-    Blocks of one class share one code object, and Dynamo keeps at most its recompile limit
-    (8 by default) of compiled variants per code object, then silently runs the rest
-    eagerly. While a compiled part runs, the limit is raised to ``4 * parts`` if it is lower,
-    with a scoped ``torch._dynamo.config.patch``; the process-wide value is never changed.
+    The parts share code objects (blocks of one class share their ``forward``), and Dynamo
+    keeps at most its recompile limit (8 by default) of compiled variants per code object,
+    then silently runs the rest eagerly. The parts are therefore compiled with a limit of
+    ``4 * parts``: through ``torch.compile(..., recompile_limit=...)`` where this torch has
+    that argument, otherwise by raising Dynamo's private limit with a scoped
+    ``torch._dynamo.config.patch`` during each compiled call. The process-wide setting is
+    never changed.
 
     Args:
         model: The network (typically after :func:`optimize_for_inference`).
@@ -169,19 +180,24 @@ def compile_for_early_exit(model: Network, example: Tensor, **compile_kwargs: An
 
     Raises:
         TypeError: ``model`` is not an :class:`~adanet.EarlyExitNetwork`.
-        RuntimeError: This torch has no recompile limit under a known name.
+        RuntimeError: This torch offers no way to set the recompile limit that adanet
+            knows.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(
             f"compile_for_early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}"
         )
     model.check_input(example)
-    name = _recompile_limit_name()
+    public = _compile_takes_recompile_limit()
+    name = "" if public else _recompile_limit_name()
     units = _outermost_called_modules(model, example)
     limit = 4 * len(units)
+    options = dict(compile_kwargs)
+    if public:
+        options.setdefault("recompile_limit", limit)
     for module in units:
-        compiled = torch.compile(module.forward, dynamic=True, **compile_kwargs)
+        compiled = torch.compile(module.forward, dynamic=True, **options)
         # An instance attribute shadows the class's forward; nn.Module.__call__ still runs
         # the hooks around it.
-        module.forward = _ScopedCompiledForward(compiled, name, limit)
+        module.forward = compiled if public else _ScopedCompiledForward(compiled, name, limit)
     return model
