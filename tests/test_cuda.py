@@ -1,5 +1,7 @@
 """CUDA paths: skipped without a GPU, run whenever one is available."""
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -11,10 +13,35 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
+# bf16 keeps 8 significant bits: each rounding is off by at most 2^-8 (0.4%) relative. The
+# deepest exit of the model below runs about 20 convolutions, each output rounded to bf16
+# (cuDNN accumulates in fp32, so rounding happens once per layer, not once per MAC). Errors of
+# independent roundings add up like a random walk, about sqrt(20) * 2^-8 = 1.7% of the logit
+# scale, and 20 * 2^-8 = 8% if every rounding went the same way. 5% of max|logits| sits
+# between the typical and the worst case (bf16 autocast on a CPU gave 1.0% for this test).
+BF16_LOGIT_TOLERANCE = 0.05
+# A decision can only flip for a sample whose confidence is within the bf16 error of its exit's
+# threshold; with thresholds at quantiles of 256 samples that is a few samples (4 of 256 with
+# bf16 autocast on a CPU). Allow 5%.
+BF16_MAX_FLIPPED_DECISIONS = 0.05
+
 
 @pytest.fixture
 def model() -> RANet:
     return RANet(RANetConfig(num_blocks=1, block_step=1, step=2)).cuda()
+
+
+@pytest.fixture
+def exact_fp32() -> Iterator[None]:
+    """fp32 reference runs without TF32 (10-bit mantissas) in convolutions and matmuls."""
+    conv, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = conv
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -30,14 +57,60 @@ def test_autocast_channels_last_training_step(model: RANet, dtype: torch.dtype) 
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_early_exit_matches_simulation_on_cuda(model: RANet) -> None:
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch(
+    model: RANet, dtype: torch.dtype
+) -> None:
+    model.train()
+    generator = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(32, 3, 32, 32, device="cuda", generator=generator)
+    y = torch.randint(0, 10, (32,), device="cuda", generator=generator)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    loss_fn = adanet.MultiExitLoss()
+    losses = []
+    for _ in range(30):
+        with torch.autocast("cuda", dtype=dtype):
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)  # fp16: skips the first steps if their gradients overflow
+        scaler.update()
+        losses.append(float(loss.detach()))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    # Thirty steps on one batch of 32 images must fit it noticeably: the summed loss of the
+    # exits (about 3 * ln 10 = 6.9 at the start) at least halves.
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_bf16_early_exit_agrees_with_fp32(model: RANet, exact_fp32: None) -> None:
+    model.eval()
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(256, 3, 32, 32, device="cuda", generator=generator)
+    costs = [c.macs for c in adanet.measure_exit_costs(model, 32)]
+    with torch.inference_mode():
+        logits = torch.stack(model(x)).float()  # [exits, N, classes], fp32
+    policy = EarlyExitPolicy.calibrate(logits, adanet.geometric_exit_fractions(1.0, 3))
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+        result = adanet.early_exit(model, x, policy, costs=costs)
+    assert result.logits.device.type == "cuda"
+    expected_exits = policy.simulate(logits)
+    flipped = float((result.exit_index != expected_exits).double().mean())
+    assert flipped <= BF16_MAX_FLIPPED_DECISIONS, f"{flipped:.1%} of the decisions differ"
+    # Each sample's bf16 logits against the fp32 logits of the exit it left at.
+    n = torch.arange(len(x), device="cuda")
+    reference = logits[result.exit_index, n]
+    scale = logits.abs().amax(dim=(1, 2))[result.exit_index]  # max|logits| of that exit
+    error = (result.logits.float() - reference).abs().amax(dim=1) / scale
+    assert float(error.max()) <= BF16_LOGIT_TOLERANCE, float(error.max())
+
+
+def test_early_exit_matches_simulation_on_cuda(model: RANet, exact_fp32: None) -> None:
     model.eval()
     x = torch.randn(64, 3, 32, 32, device="cuda")
     with torch.inference_mode():
         logits = torch.stack(model(x))
     policy = EarlyExitPolicy.calibrate(logits, adanet.geometric_exit_fractions(1.0, 3))
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
-        adanet.early_exit(model, x, policy)  # runs under autocast
     result = adanet.early_exit(model, x, policy)
     assert result.logits.device.type == "cuda"
     assert torch.equal(result.exit_index, policy.simulate(logits))

@@ -99,3 +99,90 @@ def test_compiled_parts_do_not_recompile_for_each_batch_size() -> None:
         adanet.early_exit(model, torch.randn(size, 3, 32, 32), policy)
     assert counters["stats"]["unique_graphs"] == graphs
     torch._dynamo.reset()
+
+
+class _ManyExitNet(adanet.EarlyExitNetwork):
+    """Ten exits of one-conv blocks of distinct widths: 11 convs and 10 heads share two code
+    objects, more than Dynamo's default 8 compiled variants each. Cheap to compile."""
+
+    def __init__(self, num_exits: int = 10) -> None:
+        super().__init__()
+        self.in_channels = 3
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(4 + k, 5 + k, 3, padding=1) for k in range(num_exits))
+        self.exits = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5 + k, 3))
+            for k in range(num_exits)
+        )
+
+    def begin(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stem(x)
+
+    def advance(self, state: torch.Tensor, exit_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.blocks[exit_index](state).relu()
+        return x, x
+
+
+def _compile_and_run(recorded: list[int]) -> tuple[int, int]:
+    """Compile a _ManyExitNet for early exit and run it; return the number of parts and of
+    graphs the backend was given. ``recorded`` gets the private limit in force at each."""
+    import torch._dynamo
+
+    from adanet.optimize import compile_for_early_exit
+
+    def backend(graph: torch.fx.GraphModule, inputs: list[torch.Tensor]) -> object:
+        # Dynamo calls the backend from inside the compiled part's call.
+        recorded.append(torch._dynamo.config.recompile_limit)
+        return graph.forward
+
+    torch._dynamo.reset()
+    before = torch._dynamo.config.recompile_limit
+    model = _ManyExitNet().eval()
+    x = torch.randn(4, 3, 8, 8)
+    compile_for_early_exit(model, x, backend=backend)
+    assert torch._dynamo.config.recompile_limit == before
+    seen: list[int] = []
+    model.exits[0].register_forward_pre_hook(
+        lambda module, args: seen.append(torch._dynamo.config.recompile_limit)
+    )
+    with torch.inference_mode():
+        expected = torch.stack(model(x))
+    policy = EarlyExitPolicy([float("inf")] * model.num_exits)
+    result = adanet.early_exit(model, x, policy, costs=[float(k) for k in range(10)])
+    assert torch._dynamo.config.recompile_limit == before  # nothing changed process-wide
+    assert seen and all(value == before for value in seen)  # nor around the compiled parts
+    torch.testing.assert_close(result.logits, expected[-1])
+    torch._dynamo.reset()
+    return 1 + 2 * model.num_exits, len(recorded)
+
+
+@pytest.mark.slow
+def test_compile_for_early_exit_compiles_every_part_and_changes_no_global_setting() -> None:
+    parts, graphs = _compile_and_run([])
+    # Each part compiled (none silently left eager by the limit of 8 per code object).
+    assert graphs >= parts
+
+
+@pytest.mark.slow
+def test_compile_for_early_exit_without_a_public_limit_patches_only_during_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import adanet.optimize
+
+    # As on torch versions whose torch.compile takes no recompile_limit.
+    monkeypatch.setattr(adanet.optimize, "_compile_takes_recompile_limit", lambda: False)
+    recorded: list[int] = []
+    parts, graphs = _compile_and_run(recorded)
+    assert graphs >= parts
+    assert set(recorded) == {4 * parts}  # raised while compiling, restored after
+
+
+def test_compile_for_early_exit_says_when_it_cannot_set_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import adanet.optimize
+
+    monkeypatch.setattr(adanet.optimize, "_compile_takes_recompile_limit", lambda: False)
+    monkeypatch.setattr(adanet.optimize, "_RECOMPILE_LIMIT_NAMES", ("no_such_limit",))
+    with pytest.raises(RuntimeError, match="recompile_limit"):
+        adanet.optimize.compile_for_early_exit(_ManyExitNet().eval(), torch.randn(2, 3, 8, 8))

@@ -1,4 +1,5 @@
-"""The wheel builds, ships every module and ``py.typed``, and installs into a working package."""
+"""The wheel builds, ships every module, ``py.typed`` and the licence, and installs into a
+working package; the sdist ships the licence and only this project's own, small files."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -131,3 +133,73 @@ def test_installed_wheel_exposes_the_public_api(site: Path) -> None:
     assert not absent, f"missing from adanet.__all__: {absent}"
     assert report["version"] == report["metadata_version"]
     assert report["version"] != "0.0.0+unknown"
+
+
+# Identifiers of the original RANet / MSDNet code that adanet has no reason to contain (it
+# maps the originals' parameter names only in its checkpoint translation, and those are not
+# listed here). Split in two so that this file does not itself contain them.
+_ORIGINAL_IDENTIFIERS = [
+    a + b
+    for a, b in (
+        ("inter", "Channels1"),
+        ("_trans", "_flag"),
+        ("low", "_ftrs"),
+        ("n_block", "_curr"),
+        ("cls", "_ops"),
+        ("ori", "_idx"),
+    )
+]
+_MAX_FILE_BYTES = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sdist")
+    # hatchling is a dev dependency; its PEP 517 hook builds without an index.
+    build = f"from hatchling.build import build_sdist; print(build_sdist({str(out)!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", build], capture_output=True, text=True, cwd=REPO, timeout=600
+    )
+    assert done.returncode == 0, f"building the sdist failed:\n{done.stdout}\n{done.stderr}"
+    archives = list(out.glob("adanet_torch-*.tar.gz"))
+    assert len(archives) == 1, f"expected one adanet_torch sdist, found {os.listdir(out)}"
+    return archives[0]
+
+
+def test_wheel_ships_the_licence(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        licences = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(licences) == 1, f"no LICENSE in the wheel: {names}"
+        text = archive.read(licences[0]).decode()
+        metadata_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(metadata_name).decode()
+    assert text == (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "MIT License" in text
+    assert "License-Expression: MIT" in metadata
+    assert "License-File: LICENSE" in metadata
+
+
+def test_sdist_ships_the_licence_and_only_our_own_small_files(sdist: Path) -> None:
+    with tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers() if m.isfile()]
+        root = members[0].name.split("/")[0]
+        names = {m.name.removeprefix(f"{root}/") for m in members}
+        assert "LICENSE" in names, sorted(names)
+        licence = archive.extractfile(f"{root}/LICENSE")
+        assert licence is not None and b"MIT License" in licence.read()
+        assert {"pyproject.toml", "README.md", "src/adanet/__init__.py"} <= names
+        large = sorted(f"{m.name} ({m.size} bytes)" for m in members if m.size > _MAX_FILE_BYTES)
+        assert not large, f"files over 1 MB in the sdist: {large}"
+        copied = [name for name in names if name.startswith("tests/reference_impl/")]
+        assert not copied, f"third-party code in the sdist: {copied}"
+        found: dict[str, list[str]] = {}
+        for member in members:
+            handle = archive.extractfile(member)
+            assert handle is not None
+            text = handle.read().decode("utf-8", errors="replace")
+            hits = [word for word in _ORIGINAL_IDENTIFIERS if word in text]
+            if hits:
+                found[member.name.removeprefix(f"{root}/")] = hits
+    assert not found, f"files with identifiers of the original RANet/MSDNet code: {found}"
+    assert not [n for n in names if "__pycache__" in n or n.endswith((".pt", ".pth.tar"))]

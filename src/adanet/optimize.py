@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
-from typing import TypeVar
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -98,38 +100,104 @@ def _outermost_called_modules(model: nn.Module, example: Tensor) -> list[nn.Modu
     return list(called.values())
 
 
-def compile_for_early_exit(model: Network, example: Tensor, **compile_kwargs: object) -> Network:
+# Before torch.compile took a recompile_limit argument, the limit was only a private Dynamo
+# setting: "recompile_limit" since torch 2.7, "cache_size_limit" before (the newer name is
+# preferred where both exist).
+_RECOMPILE_LIMIT_NAMES = ("recompile_limit", "cache_size_limit")
+
+
+def _compile_takes_recompile_limit() -> bool:
+    """Whether this torch's public ``torch.compile`` accepts ``recompile_limit``."""
+    return "recompile_limit" in inspect.signature(torch.compile).parameters
+
+
+def _recompile_limit_name() -> str:
+    """The name of Dynamo's private recompile limit in this torch, by feature detection."""
+    import torch._dynamo
+
+    for name in _RECOMPILE_LIMIT_NAMES:
+        if hasattr(torch._dynamo.config, name):
+            return name
+    raise RuntimeError(
+        f"compile_for_early_exit cannot set Dynamo's recompile limit in torch "
+        f"{torch.__version__}: torch.compile takes no recompile_limit and "
+        f"torch._dynamo.config has none of {list(_RECOMPILE_LIMIT_NAMES)}. Compile the model "
+        "with torch.compile instead, or use a torch version listed in docs/compatibility.md"
+    )
+
+
+class _ScopedCompiledForward:
+    """A module's compiled ``forward`` that raises Dynamo's private recompile limit during
+    each call only, leaving the process-wide setting as it was (for torch versions whose
+    ``torch.compile`` takes no ``recompile_limit``).
+
+    The limit is read when Dynamo decides whether to compile one more variant, which happens
+    inside a call (compilation is lazy), so the patch has to cover the calls, not the
+    ``torch.compile`` call itself.
+    """
+
+    def __init__(self, compiled: Callable[..., Any], name: str, limit: int) -> None:
+        self._compiled = compiled
+        self._name = name
+        self._limit = limit
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        import torch._dynamo
+
+        if getattr(torch._dynamo.config, self._name) >= self._limit:
+            return self._compiled(*args, **kwargs)
+        with torch._dynamo.config.patch(self._name, self._limit):
+            return self._compiled(*args, **kwargs)
+
+
+def compile_for_early_exit(model: Network, example: Tensor, **compile_kwargs: Any) -> Network:
     """Compile the parts of ``model`` that early exit runs, with a dynamic batch size.
 
     ``torch.compile(model)`` compiles ``forward`` only, but :func:`adanet.early_exit` drives
     the network through ``begin``/``advance`` and the exit heads, on batches that shrink as
-    samples leave. This compiles, in place, every submodule the network's own code calls
-    directly (found by running ``example`` once: for RANet the stem, each block and each
-    head) with ``dynamic=True``, so the batch dimension is symbolic and a new batch size does
-    not trigger a recompilation (a few size ranges, e.g. batch 1 which PyTorch specialises,
-    may compile once more each). It raises ``torch._dynamo.config.recompile_limit`` to
-    ``4 * parts`` if it is lower, since blocks of one class share Dynamo's cache.
+    samples leave. This compiles, in place, the ``forward`` of every submodule the network's
+    own code calls directly (found by running ``example`` once: for RANet the stem, each
+    block and each head) with ``dynamic=True``, so the batch dimension is symbolic and a new
+    batch size does not trigger a recompilation (a few size ranges, e.g. batch 1 which
+    PyTorch specialises, may compile once more each). Forward hooks registered on those
+    submodules, before or after, still run eagerly around the compiled code.
+
+    The parts share code objects (blocks of one class share their ``forward``), and Dynamo
+    keeps at most its recompile limit (8 by default) of compiled variants per code object,
+    then silently runs the rest eagerly. The parts are therefore compiled with a limit of
+    ``4 * parts``: through ``torch.compile(..., recompile_limit=...)`` where this torch has
+    that argument, otherwise by raising Dynamo's private limit with a scoped
+    ``torch._dynamo.config.patch`` during each compiled call. The process-wide setting is
+    never changed.
 
     Args:
         model: The network (typically after :func:`optimize_for_inference`).
         example: A batch of the input size to be used (batch size >= 2).
-        **compile_kwargs: Passed to ``nn.Module.compile`` (e.g. ``backend``, ``mode``).
+        **compile_kwargs: Passed to :func:`torch.compile` (e.g. ``backend``, ``mode``).
 
     Returns:
         ``model``, its parts compiled.
+
+    Raises:
+        TypeError: ``model`` is not an :class:`~adanet.EarlyExitNetwork`.
+        RuntimeError: This torch offers no way to set the recompile limit that adanet
+            knows.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(
             f"compile_for_early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}"
         )
     model.check_input(example)
+    public = _compile_takes_recompile_limit()
+    name = "" if public else _recompile_limit_name()
     units = _outermost_called_modules(model, example)
-    # Blocks of one class share a code object, and Dynamo keeps one cache entry per block
-    # (their widths differ) up to `recompile_limit` (8), then silently runs the rest eagerly.
-    # Raise the limit (never lower it) so every block stays compiled.
     limit = 4 * len(units)
-    if torch._dynamo.config.recompile_limit < limit:
-        torch._dynamo.config.recompile_limit = limit
+    options = dict(compile_kwargs)
+    if public:
+        options.setdefault("recompile_limit", limit)
     for module in units:
-        module.compile(dynamic=True, **compile_kwargs)
+        compiled = torch.compile(module.forward, dynamic=True, **options)
+        # An instance attribute shadows the class's forward; nn.Module.__call__ still runs
+        # the hooks around it.
+        module.forward = compiled if public else _ScopedCompiledForward(compiled, name, limit)
     return model
