@@ -325,10 +325,7 @@ def test_a_resume_of_another_run_is_refused_before_anything_is_written(
                      *changed])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2
-    if field == "data":
-        assert "cannot load --data cifar10" in err  # refused even before the folder is read
-    else:
-        assert "--resume must continue the same run" in err and field in err
+    assert "--resume must continue the same run" in err and field in err
     assert _snapshot(save) == before
 
 
@@ -337,12 +334,23 @@ def test_a_resume_from_another_data_root_is_refused(
 ) -> None:
     save = _copy(finished_run, tmp_path)
     settings = json.loads((save / "config.json").read_text())
-    # As if the run had trained on CIFAR-10 from one folder and is resumed from another.
-    assert train_command.RunSpec.identity_of({**settings, "data_root": "/a"})["data_root"] is None
-    from adanet.cli.spec import normalise_data_root
-
-    assert normalise_data_root("cifar10", "/a/../b") == "/b"
-    assert normalise_data_root("cifar10", "/a") != normalise_data_root("cifar10", "/b")
+    # As if the run had trained on CIFAR-10 read from /data/a.
+    config = {**settings["config"], "num_classes": 10}
+    write_json_atomic(
+        save / "config.json",
+        {**settings, "data": "cifar10", "data_root": "/data/a", "config": config},
+    )
+    before = _snapshot(save)
+    common = ["--data", "cifar10", "--use-valid", "--seed", "3", "--epochs", "2", "--resume"]
+    assert cli.main(["train", *TINY, *common, "--save", str(save), "--data-root", "/data/b"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume must continue the same run, but data_root differ" in err
+    assert _snapshot(save) == before
+    # The same folder spelled differently is the same run (refused later, for lack of data).
+    assert cli.main(["train", *TINY, *common, "--save", str(save), "--data-root",
+                     "/data/b/../a"]) == 2  # fmt: skip
+    assert "cannot load --data cifar10" in capsys.readouterr().err
+    assert _snapshot(save) == before
 
 
 def test_a_corrupt_config_json_is_reported_not_raised(

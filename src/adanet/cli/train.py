@@ -75,26 +75,7 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
             raise CLIError("--evalmode needs --evaluate-from PATH (as in the original)")
         return evaluate.run(args, ctx, say)
     spec = RunSpec.from_args(args)
-    try:  # the cheap checks first; _start_run checks again once the resume is known
-        claim_run_folder(spec.folder, resume=spec.resume, overwrite=spec.overwrite, dry_run=True)
-    except RunFolderError as error:
-        raise CLIError(str(error)) from None
-    if spec.start_epoch >= spec.epochs:
-        raise CLIError(
-            f"--start-epoch {spec.start_epoch} leaves nothing to train with --epochs "
-            f"{spec.epochs}; the last epoch run is --epochs - 1"
-        )
-    if spec.sync_bn and ctx.distributed and ctx.device.type != "cuda":
-        raise CLIError("--sync-bn needs CUDA devices (SyncBatchNorm does not run on the CPU)")
-    try:
-        precision = Precision.create(spec.amp, ctx.device, channels_last=spec.channels_last)  # type: ignore[arg-type]
-    except ValueError as error:
-        raise CLIError(f"--amp {spec.amp}: {error}") from None
-    if spec.tensorboard:
-        try:
-            TensorBoardLogger.check_available()
-        except ImportError as error:
-            raise CLIError(f"--tensorboard: {error}") from None
+    precision, saved = _preflight(spec, ctx)
     seed_everything(spec.seed)
     splits = load_data(spec)
     if splits.num_classes != spec.config.num_classes:
@@ -107,10 +88,51 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
     )
     model = build_model(spec.arch, spec.config)
     net = _place(model, spec, ctx, say)
-    session = _Session(
-        spec, ctx, say, precision, splits, loaders, model, net, make_optimizer(spec, model)
-    )
-    return _train_and_evaluate(session, _start_run(session))
+    optimizer = make_optimizer(spec, model)
+    session = _Session(spec, ctx, say, precision, splits, loaders, model, net, optimizer)
+    return _train_and_evaluate(session, _start_run(session, saved))
+
+
+def _preflight(spec: RunSpec, ctx: DistributedContext) -> tuple[Precision, dict[str, Any]]:
+    """Every check that needs neither data nor model, before anything is loaded or written:
+    the run folder, the start epoch, precision, TensorBoard, and that a resume continues the
+    same run.
+
+    Returns:
+        The precision settings and the resumed run's ``config.json`` (``{}`` when fresh).
+    """
+    try:
+        claim_run_folder(spec.folder, resume=spec.resume, overwrite=spec.overwrite, dry_run=True)
+    except RunFolderError as error:
+        raise CLIError(str(error)) from None
+    if spec.start_epoch >= spec.epochs:
+        raise CLIError(
+            f"--start-epoch {spec.start_epoch} leaves nothing to train with --epochs "
+            f"{spec.epochs}; the last epoch run is --epochs - 1"
+        )
+    if spec.sync_bn and ctx.distributed and ctx.device.type != "cuda":
+        raise CLIError("--sync-bn needs CUDA devices (SyncBatchNorm does not run on the CPU)")
+    try:
+        amp: Any = spec.amp
+        precision = Precision.create(amp, ctx.device, channels_last=spec.channels_last)
+    except ValueError as error:
+        raise CLIError(f"--amp {spec.amp}: {error}") from None
+    if spec.tensorboard:
+        try:
+            TensorBoardLogger.check_available()
+        except ImportError as error:
+            raise CLIError(f"--tensorboard: {error}") from None
+    if not spec.resume:
+        return precision, {}
+    saved = read_run_config(spec.folder / "config.json")
+    if (spec.folder / LAST_CHECKPOINT).is_file() and not saved:
+        raise CLIError(
+            f"{spec.folder} has a checkpoint but no config.json, so the resume cannot be "
+            "checked against the run's data and seed; pass --overwrite to start afresh"
+        )
+    if saved:
+        _check_same_run(spec, saved)
+    return precision, saved
 
 
 @dataclass(frozen=True)
@@ -144,19 +166,13 @@ def _place(model: nn.Module, spec: RunSpec, ctx: DistributedContext, say: Printe
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def _start_run(session: _Session) -> TrainState:
-    """Check the run folder and the resume, load the checkpoint, and only then write the
-    run's settings (rank 0). A refused run or resume changes no file."""
+def _start_run(session: _Session, saved: Mapping[str, Any]) -> TrainState:
+    """Load the checkpoint of a resumed run, and only then write the run's settings (rank 0).
+    A refused run or resume changes no file."""
     spec = session.spec
-    try:
-        claim_run_folder(spec.folder, resume=spec.resume, overwrite=spec.overwrite, dry_run=True)
-    except RunFolderError as error:
-        raise CLIError(str(error)) from None
     state = TrainState(next_epoch=spec.start_epoch)
-    saved: dict[str, Any] = {}
     if spec.resume:
-        saved = read_run_config(spec.folder / "config.json")
-        state = _resume(session, saved)
+        state = _resume(session)
     if state.next_epoch >= spec.epochs:
         raise CLIError(
             f"{spec.folder} already holds {state.next_epoch} trained epochs; pass a larger "
@@ -179,17 +195,10 @@ def _start_run(session: _Session) -> TrainState:
     return state
 
 
-def _resume(session: _Session, saved: Mapping[str, Any]) -> TrainState:
-    """Refuse a resume of another run; load the checkpoint when there is one."""
+def _resume(session: _Session) -> TrainState:
+    """Load the run's checkpoint (refusing one of another configuration), if there is one."""
     spec, say = session.spec, session.say
     last = spec.folder / LAST_CHECKPOINT
-    if last.is_file() and not saved:
-        raise CLIError(
-            f"{spec.folder} has a checkpoint but no config.json, so the resume cannot be "
-            "checked against the run's data and seed; pass --overwrite to start afresh"
-        )
-    if saved:
-        _check_same_run(spec, saved)
     if not last.is_file():
         say(f"=> --resume: no checkpoint in {spec.folder}; starting from scratch")
         return TrainState(next_epoch=spec.start_epoch)
@@ -269,12 +278,18 @@ def _train_and_evaluate(session: _Session, state: TrainState) -> int:
     if state.best_epoch >= 0:
         say(f"best val top-1 (last exit) {100 * state.best:.2f}% at epoch {state.best_epoch}")
     barrier()
-    if not ctx.is_main:
-        return 0
+    if ctx.is_main:
+        _final_evaluation(session, state, elapsed)
+    return 0
+
+
+def _final_evaluation(session: _Session, state: TrainState, elapsed: float) -> None:
+    """Evaluate the final model into the run's ``metrics.json`` and friends (rank 0)."""
+    spec, ctx, say = session.spec, session.ctx, session.say
     say("evaluating the final model")
     evaluate_run(
-        model,  # type: ignore[arg-type]
-        loaders,
+        session.model,  # type: ignore[arg-type]
+        session.loaders,
         (session.splits.in_channels, session.splits.image_size, session.splits.image_size),
         spec.folder,
         evalmode="both",
@@ -294,7 +309,6 @@ def _train_and_evaluate(session: _Session, state: TrainState) -> int:
         },
         say=say,
     )
-    return 0
 
 
 class _EpochPrinter:

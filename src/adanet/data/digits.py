@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .views import DataSplits, TensorImageDataset, TransformSubset
 
-__all__ = ["digits_datasets"]
+__all__ = ["digit_images", "digits_datasets"]
 
 _DIGITS_EXTRA_HINT = 'pip install "adanet-torch[digits]"'
 
@@ -48,15 +48,6 @@ def digits_datasets(
         ImportError: If scikit-learn is not installed.
         ValueError: If the fractions are not positive or sum to 1 or more.
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as err:
-        raise ImportError(
-            f"the 'digits' dataset needs scikit-learn; install it with {_DIGITS_EXTRA_HINT}"
-        ) from err
-    from torchvision import transforms
-
     if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0):
         raise ValueError(
             f"val_fraction and test_fraction must lie in (0, 1), got {val_fraction} and "
@@ -66,29 +57,10 @@ def digits_datasets(
         raise ValueError(
             f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}"
         )
+    from torchvision import transforms
 
-    bunch = load_digits()
-    raw = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
-    images = F.interpolate(raw, size=(32, 32), mode="bilinear", align_corners=False)
-    # Three identical channels: models built for RGB input need no special casing.
-    images = images.clamp_(0.0, 1.0).repeat(1, 3, 1, 1).contiguous()
-    num = int(labels.shape[0])
-
-    # Integer sizes make the split sizes exact and independent of scikit-learn's rounding.
-    n_test = round(num * test_fraction)
-    n_val = round(num * val_fraction)
-    all_idx = list(range(num))
-    y = labels.numpy()
-    trainval_idx, test_idx = train_test_split(
-        all_idx, test_size=n_test, stratify=y, random_state=seed
-    )
-    train_idx, val_idx = train_test_split(
-        trainval_idx, test_size=n_val, stratify=y[trainval_idx], random_state=seed
-    )
-    train_idx = sorted(int(i) for i in train_idx)
-    val_idx = sorted(int(i) for i in val_idx)
-    test_idx = sorted(int(i) for i in test_idx)
+    images, labels = digit_images()
+    train_idx, val_idx, test_idx = _stratified_split(labels, val_fraction, test_fraction, seed)
     if not use_valid:
         train_idx = sorted(train_idx + val_idx)
 
@@ -110,4 +82,55 @@ def digits_datasets(
         num_classes=10,
         image_size=32,
         in_channels=3,
+    )
+
+
+def _import_sklearn() -> Any:
+    try:
+        import sklearn.datasets
+        import sklearn.model_selection
+    except ImportError as err:
+        raise ImportError(
+            f"the 'digits' dataset needs scikit-learn; install it with {_DIGITS_EXTRA_HINT}"
+        ) from err
+    return sklearn
+
+
+def digit_images(size: int = 32) -> tuple[Tensor, Tensor]:
+    """All 1,797 digits as ``[N, 3, size, size]`` images in ``[0, 1]`` and their labels.
+
+    The grey 8x8 images (values 0..16) are scaled to ``[0, 1]``, upsampled with bilinear
+    interpolation and repeated to 3 channels.
+
+    Raises:
+        ImportError: If scikit-learn is not installed.
+    """
+    bunch = _import_sklearn().datasets.load_digits()
+    raw = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    images = F.interpolate(raw, size=(size, size), mode="bilinear", align_corners=False)
+    # Three identical channels: models built for RGB input need no special casing.
+    return images.clamp_(0.0, 1.0).repeat(1, 3, 1, 1).contiguous(), labels
+
+
+def _stratified_split(
+    labels: Tensor, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[list[int], list[int], list[int]]:
+    """Sorted train/val/test indices, stratified by class and seeded."""
+    split = _import_sklearn().model_selection.train_test_split
+    num = int(labels.shape[0])
+    # Integer sizes make the split sizes exact and independent of scikit-learn's rounding.
+    n_test = round(num * test_fraction)
+    n_val = round(num * val_fraction)
+    y = labels.numpy()
+    trainval_idx, test_idx = split(
+        list(range(num)), test_size=n_test, stratify=y, random_state=seed
+    )
+    train_idx, val_idx = split(
+        trainval_idx, test_size=n_val, stratify=y[trainval_idx], random_state=seed
+    )
+    return (
+        sorted(int(i) for i in train_idx),
+        sorted(int(i) for i in val_idx),
+        sorted(int(i) for i in test_idx),
     )
