@@ -275,10 +275,14 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         write_json_atomic(Path(folder) / "metrics.json", {"stub": True})
         return {}
 
+    threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(train_command, "evaluate_run", quick_evaluation)
         torch.set_num_threads(1)
-        assert _train(save, "--epochs", "1", "--use-valid", "--seed", "3") == 0
+        try:
+            assert _train(save, "--epochs", "1", "--use-valid", "--seed", "3") == 0
+        finally:
+            torch.set_num_threads(threads)
     yield save
 
 

@@ -125,8 +125,13 @@ def test_overwrite_deletes_adanet_files_only(tmp_path: Path) -> None:
         (tmp_path / name).write_text("x")
     assert claim_run_folder(tmp_path, resume=False, overwrite=True, dry_run=True)
     assert (tmp_path / "metrics.json").exists()  # a dry run changes nothing
+    board = tmp_path / "tensorboard"
+    board.mkdir()
+    (board / "events.out.tfevents.1.host").write_bytes(b"old run")
+    (board / "my_plugin.cfg").write_text("keep")
     claim_run_folder(tmp_path, resume=False, overwrite=True)
-    assert [p.name for p in tmp_path.iterdir()] == ["my_notes.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_notes.md", "tensorboard"]
+    assert [p.name for p in board.iterdir()] == ["my_plugin.cfg"]
 
 
 def test_a_file_is_not_a_run_folder(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 __all__ = [
     "EVAL_FILES",
     "RUN_FILES",
+    "TENSORBOARD_DIR",
     "TRAIN_FILES",
     "RunFolderError",
     "atomic_path",
@@ -60,6 +61,9 @@ EVAL_FILES: tuple[str, ...] = (
 
 RUN_FILES: tuple[str, ...] = TRAIN_FILES + EVAL_FILES
 """Every file adanet writes into a run folder."""
+
+TENSORBOARD_DIR = "tensorboard"
+"""Sub-folder of TensorBoard event files (``adanet train --tensorboard``)."""
 
 # mkstemp's random part: 8 characters of [a-z0-9_]. save_atomic names its temporaries
 # ".<target>.<random>", atomic_path ".<target>.<random>.tmp".
@@ -190,7 +194,8 @@ def claim_run_folder(
         folder: The run folder (``--save``).
         resume: The run continues the one in ``folder`` (``--resume``).
         overwrite: Replace the run in ``folder`` (``--overwrite``): adanet's own files there
-            are deleted, other files are left alone.
+            (and TensorBoard event files in ``tensorboard/``) are deleted, other files are
+            left alone.
         dry_run: Only check; change nothing. Call it on every process, then once more on
             the writing one without ``dry_run``.
 
@@ -219,4 +224,8 @@ def claim_run_folder(
     if overwrite:
         for name in existing:
             (root / name).unlink()
+        # Old event files would show up in TensorBoard as part of the new run.
+        for events in (root / TENSORBOARD_DIR).glob("events.out.tfevents.*"):
+            if events.is_file() and not events.is_symlink():
+                events.unlink()
     return existing

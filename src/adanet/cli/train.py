@@ -22,6 +22,7 @@ from ..data import DataLoaders, DataSplits, build_loaders
 from ..distributed import DistributedContext, barrier
 from ..losses import MultiExitLoss
 from ..run_folder import (
+    TENSORBOARD_DIR,
     RunFolderError,
     claim_run_folder,
     write_json_atomic,
@@ -346,7 +347,7 @@ def _fit_options(
 
     board = None
     if spec.tensorboard and ctx.is_main:
-        board = TensorBoardLogger(spec.folder / "tensorboard")
+        board = TensorBoardLogger(spec.folder / TENSORBOARD_DIR)
     return FitOptions(
         lr_schedule=LRSchedule(
             base_lr=spec.lr,
