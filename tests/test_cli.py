@@ -471,3 +471,56 @@ def test_tensorboard_missing_names_the_extra(
     assert _train(tmp_path / "r", "--epochs", "1", "--tensorboard") == 2
     assert 'pip install "adanet-torch[tensorboard]"' in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------- spec and evaluation steps
+
+
+def test_the_run_spec_is_built_once_and_leaves_the_namespace_alone(
+    finished_run: Path,
+) -> None:
+    import dataclasses
+
+    from adanet.cli.spec import RunSpec
+
+    args = _parse("--data digits --nBlocks 1 --seed 7")
+    before = dict(vars(args))
+    spec = RunSpec.from_args(args)
+    assert vars(args) == before
+    assert spec.seed == 7 and spec.data == "digits" and spec.use_valid is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 8  # type: ignore[misc]
+    saved = json.loads((finished_run / "config.json").read_text())
+    assert set(saved) == set(spec.to_dict())  # config.json is the spec, as it is
+    assert saved["seed"] == 3 and saved["use_valid"] is True and saved["config"]["num_blocks"] == 1
+
+
+def test_evaluation_is_computed_reported_and_written_separately(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from torch.utils.data import DataLoader, Subset
+
+    from adanet import RANet
+    from adanet.cli.run_evaluation import (
+        compute_run_evaluation,
+        report_run_evaluation,
+        write_run_evaluation,
+    )
+    from adanet.data import DataLoaders, digits_datasets
+
+    splits = digits_datasets(seed=0)
+    test = DataLoader(Subset(splits.test, range(64)), batch_size=32)
+    model = RANet(cli.build_config(_parse(" ".join(["--data", "digits", *TINY])))[1])
+    evaluation = compute_run_evaluation(
+        model, DataLoaders(test, None, test), (3, 32, 32), evalmode="anytime", info={"k": 1}
+    )
+    assert capsys.readouterr().out == ""  # computing prints nothing
+    assert [r.exit for r in evaluation.test.records] == [0, 1]
+    report_run_evaluation(evaluation, print)
+    assert "Anytime prediction" in capsys.readouterr().out
+    written = write_run_evaluation(evaluation, tmp_path, prefix="x_", say=lambda *a: None)
+    names = sorted(p.name for p in written)
+    assert "x_metrics.json" in names and "x_policies.json" not in names
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+    metrics = json.loads((tmp_path / "x_metrics.json").read_text())
+    assert metrics["k"] == 1 and metrics["num_test"] == 64 and "budgeted" not in metrics
