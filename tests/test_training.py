@@ -18,11 +18,17 @@ from adanet.losses import MultiExitLoss
 from adanet.training import (
     BEST_MODEL,
     LAST_CHECKPOINT,
+    METRICS_CSV,
+    FitOptions,
     LRSchedule,
     NonFiniteLossError,
+    Precision,
+    TensorBoardLogger,
+    TrainState,
     fit,
     learning_rate_at,
     load_checkpoint,
+    make_grad_scaler,
     resume,
     save_checkpoint,
     train_one_epoch,
@@ -74,6 +80,10 @@ def _setup(splits: Any, seed: int) -> tuple[RANet, torch.optim.Optimizer, Any, A
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     train, val = _loaders(splits, seed)
     return model, optimizer, train, val
+
+
+def _options(save_dir: Path | None, **changes: Any) -> FitOptions:
+    return FitOptions(save_dir=save_dir, progress=False, **changes)
 
 
 # --------------------------------------------------------------------------------- schedules
@@ -182,10 +192,11 @@ def test_nan_loss_leaves_the_checkpoint_untouched(digits: Any, tmp_path: Path) -
     model, optimizer, train, val = _setup(digits, 0)
     loss = _NaNAt(len(train) + 1 + 2)  # (validation calls it once) second epoch, second batch
     with pytest.raises(NonFiniteLossError, match="epoch 1, batch 2/5"):
-        fit(model, train, val, optimizer, loss, epochs=3, save_dir=tmp_path, progress=False)
+        fit(model, train, val, optimizer, loss, epochs=3, options=_options(tmp_path))
     assert load_checkpoint(tmp_path / LAST_CHECKPOINT)["next_epoch"] == 1
     assert (tmp_path / BEST_MODEL).is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LAST_CHECKPOINT, BEST_MODEL]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LAST_CHECKPOINT, METRICS_CSV, BEST_MODEL]
+    assert len((tmp_path / METRICS_CSV).read_text().splitlines()) == 2  # header + epoch 0
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -227,9 +238,7 @@ def test_resume_reproduces_an_uninterrupted_run(digits: Any, tmp_path: Path) -> 
         optimizer,
         MultiExitLoss("ce"),
         epochs=3,
-        lr_schedule=schedule,
-        save_dir=tmp_path / "straight",
-        progress=False,
+        options=_options(tmp_path / "straight", lr_schedule=schedule),
     )
     expected = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -247,10 +256,7 @@ def test_resume_reproduces_an_uninterrupted_run(digits: Any, tmp_path: Path) -> 
             optimizer,
             MultiExitLoss("ce"),
             epochs=3,
-            lr_schedule=schedule,
-            save_dir=tmp_path / "resumed",
-            progress=False,
-            on_epoch=stop_after_first,
+            options=_options(tmp_path / "resumed", lr_schedule=schedule, on_epoch=stop_after_first),
         )
     # A new process: other initial weights and RNG states, which resume must replace.
     model, optimizer, train, val = _setup(digits, 123)
@@ -263,13 +269,127 @@ def test_resume_reproduces_an_uninterrupted_run(digits: Any, tmp_path: Path) -> 
         optimizer,
         MultiExitLoss("ce"),
         epochs=3,
-        lr_schedule=schedule,
         state=state,
-        save_dir=tmp_path / "resumed",
-        progress=False,
+        options=_options(tmp_path / "resumed", lr_schedule=schedule),
     )
     got = model.state_dict()
     for key, value in expected.items():
         assert torch.equal(value, got[key]), key
     assert [r["train_loss"] for r in final.history] == [r["train_loss"] for r in straight.history]
     assert final.best == straight.best and final.best_epoch == straight.best_epoch
+    # The CSV log holds the whole run, the resumed epochs included, one line per epoch.
+    lines = (tmp_path / "resumed" / METRICS_CSV).read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["epoch", "0", "1", "2"]
+
+
+def test_metrics_csv_has_one_column_per_exit(digits: Any, tmp_path: Path) -> None:
+    model, optimizer, train, val = _setup(digits, 0)
+    seen: list[tuple[int, int, int]] = []
+
+    def on_batch(epoch: int, index: int, total: int, loss: float) -> None:
+        seen.append((epoch, index, total))
+
+    fit(
+        model,
+        train,
+        val,
+        optimizer,
+        MultiExitLoss("ce"),
+        epochs=1,
+        options=_options(tmp_path, on_batch=on_batch),
+    )
+    assert seen == [(0, i, len(train)) for i in range(len(train))]  # fit and epoch agree
+    header, row = (tmp_path / METRICS_CSV).read_text().splitlines()
+    columns = header.split(",")
+    assert columns[:6] == ["epoch", "lr", "seconds", "train_loss", "val_loss", "is_best"]
+    for key in ("train_top1", "val_top1", "val_top5"):
+        assert [c for c in columns if c.startswith(key + "_")] == [
+            f"{key}_exit{i}" for i in range(model.num_exits)
+        ]
+    values = dict(zip(columns, row.split(","), strict=True))
+    assert values["epoch"] == "0" and values["is_best"] == "True"
+    assert 0.0 <= float(values["val_top1_exit1"]) <= float(values["val_top5_exit1"]) <= 1.0
+    assert float(values["lr"]) == optimizer.param_groups[0]["lr"]
+
+
+def test_fit_refuses_an_epoch_count_below_the_state(digits: Any) -> None:
+    model, optimizer, train, val = _setup(digits, 0)
+    with pytest.raises(ValueError, match="epochs=2 is below the next epoch to run \\(5\\)"):
+        fit(model, train, val, optimizer, MultiExitLoss("ce"), epochs=2, state=TrainState(5))
+
+
+# ------------------------------------------------------------------------------- precision
+
+
+def test_precision_from_command_line_names() -> None:
+    assert Precision.create(None, "cpu") == Precision()
+    bf16 = Precision.create("bf16", "cpu", channels_last=True)
+    assert bf16.amp_dtype == torch.bfloat16 and bf16.scaler is None and bf16.channels_last
+    with pytest.raises(ValueError, match="fp16 autocast needs a CUDA device"):
+        Precision.create("fp16", "cpu")
+    with pytest.raises(ValueError, match="unknown amp 'fp8'"):
+        Precision.create("fp8", "cpu")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="amp_dtype must be"):
+        Precision(amp_dtype=torch.float64)
+
+
+def test_bf16_precision_trains_in_channels_last(digits: Any) -> None:
+    model, optimizer, train, _ = _setup(digits, 0)
+    precision = Precision.create("bf16", "cpu", channels_last=True)
+    result = train_one_epoch(
+        model, train, optimizer, MultiExitLoss("ce"), epoch=0, precision=precision, progress=False
+    )
+    assert math.isfinite(result.loss)
+
+
+@pytest.mark.filterwarnings("ignore:.*CUDA is not available")
+def test_grad_scaler_is_the_device_agnostic_one_when_torch_has_it() -> None:
+    scaler = make_grad_scaler("cuda")
+    assert isinstance(scaler, torch.amp.GradScaler)
+
+
+# ----------------------------------------------------------------------------- tensorboard
+
+
+def test_tensorboard_logger_writes_scalars(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="the optional tensorboard extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(tmp_path)
+    record = {
+        "epoch": 0,
+        "lr": 0.1,
+        "train_loss": 2.0,
+        "val_loss": 1.5,
+        "train_top1": [0.25, 0.5],
+        "val_top1": [0.3, 0.6],
+        "val_top5": [0.9, 1.0],
+    }
+    logger(record)
+    logger({**record, "epoch": 1, "lr": 0.01, "val_loss": None})
+    logger.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert tags == {
+        "loss/train",
+        "loss/val",
+        "lr",
+        "top1_train/exit0",
+        "top1_train/exit1",
+        "top1_val/exit0",
+        "top1_val/exit1",
+        "top5_val/exit0",
+        "top5_val/exit1",
+    }
+    assert [e.value for e in events.Scalars("lr")] == pytest.approx([0.1, 0.01])
+    assert [e.step for e in events.Scalars("loss/val")] == [0]  # None is not written
+    assert events.Scalars("top1_val/exit1")[0].value == pytest.approx(0.6)
+
+
+def test_tensorboard_logger_names_the_extra_when_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match=r"adanet-torch\[tensorboard\]"):
+        TensorBoardLogger(tmp_path)
