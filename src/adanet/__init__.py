@@ -29,6 +29,7 @@ from .evaluation import (
     evaluate_anytime,
     evaluate_policy,
 )
+from .export import ExportedEarlyExit, export_stages
 from .inference import EarlyExitResult, early_exit
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
@@ -53,6 +54,7 @@ __all__ = [
     "EarlyExitResult",
     "ExitCost",
     "ExitHead",
+    "ExportedEarlyExit",
     "FusionBlock",
     "MSDNet",
     "MSDNetConfig",
@@ -72,6 +74,7 @@ __all__ = [
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
+    "export_stages",
     "geometric_exit_fractions",
     "load_reference_checkpoint",
     "losses",
