@@ -35,6 +35,7 @@ from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from .optimize import compile_for_early_exit, optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
+from .pretrained import load_pretrained, save_pretrained
 from .protocol import EarlyExitNetwork, select_samples
 
 try:
@@ -76,10 +77,12 @@ __all__ = [
     "evaluate_policy",
     "export_stages",
     "geometric_exit_fractions",
+    "load_pretrained",
     "load_reference_checkpoint",
     "losses",
     "measure_exit_costs",
     "optimize_for_inference",
     "save_atomic",
+    "save_pretrained",
     "select_samples",
 ]
