@@ -33,6 +33,7 @@ from .export import ExportedEarlyExit, export_stages
 from .inference import EarlyExitResult, early_exit
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
+from .onnx import export_onnx
 from .optimize import compile_for_early_exit, optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .pretrained import load_pretrained, save_pretrained
@@ -75,6 +76,7 @@ __all__ = [
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
+    "export_onnx",
     "export_stages",
     "geometric_exit_fractions",
     "load_pretrained",
