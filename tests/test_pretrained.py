@@ -199,6 +199,8 @@ def test_bad_arguments(tmp_path: Path) -> None:
         Preprocessing(mean=(0.5,), std=(0.2,), input_size=(3, 32, 32))
     with pytest.raises(ValueError, match="positive"):
         Preprocessing(mean=(0.5,), std=(0.0,), input_size=(1, 8, 8))
+    with pytest.raises(ValueError, match="optimize_for_inference"):
+        save_pretrained(adanet.optimize_for_inference(_ranet()), tmp_path, preprocessing=PREP)
     with pytest.raises(TypeError, match="preprocessing"):
         save_pretrained(_ranet(), tmp_path, preprocessing=[1, 2])  # type: ignore[arg-type]
 

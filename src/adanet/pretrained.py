@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .checkpoint import CheckpointError, read_state_dict
@@ -296,11 +297,20 @@ def save_pretrained(
     if use_safetensors and not _has_safetensors():
         raise ImportError(f"writing safetensors needs the 'safetensors' extra: {_SAFETENSORS_HINT}")
 
+    # Contiguous, unshared CPU copies: safetensors refuses views and shared storage.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # only the names are compared: allocate nothing
+        rebuilt = _architectures()[arch][1](architecture_config).state_dict()
+    if set(rebuilt) != set(state):
+        # E.g. an optimize_for_inference copy: its BatchNorms are folded away, so the
+        # directory could not be loaded into the architecture its config describes.
+        raise ValueError(
+            f"this {arch}'s weights do not match a {arch} built from its config (is it an "
+            "optimize_for_inference copy?); save the original model"
+        )
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     costs = [float(c.macs) for c in measure_exit_costs(model, size)]
-    # Contiguous, unshared CPU copies: safetensors refuses views and shared storage.
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     if use_safetensors:
         from safetensors.torch import save as safetensors_bytes
 
