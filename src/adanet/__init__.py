@@ -29,11 +29,14 @@ from .evaluation import (
     evaluate_anytime,
     evaluate_policy,
 )
+from .export import ExportedEarlyExit, export_stages
 from .inference import EarlyExitResult, early_exit
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
+from .onnx import export_onnx
 from .optimize import compile_for_early_exit, optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
+from .pretrained import load_pretrained, save_pretrained
 from .protocol import EarlyExitNetwork, select_samples
 
 try:
@@ -53,6 +56,7 @@ __all__ = [
     "EarlyExitResult",
     "ExitCost",
     "ExitHead",
+    "ExportedEarlyExit",
     "FusionBlock",
     "MSDNet",
     "MSDNetConfig",
@@ -72,11 +76,15 @@ __all__ = [
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
+    "export_onnx",
+    "export_stages",
     "geometric_exit_fractions",
+    "load_pretrained",
     "load_reference_checkpoint",
     "losses",
     "measure_exit_costs",
     "optimize_for_inference",
     "save_atomic",
+    "save_pretrained",
     "select_samples",
 ]

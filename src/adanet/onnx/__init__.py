@@ -1,0 +1,35 @@
+"""Early exit outside PyTorch: ONNX files per exit stage and an ONNX Runtime runner.
+
+* :func:`export_onnx` writes one ``.onnx`` file per exit stage (dynamic batch), a
+  ``manifest.json`` and a copy of ``early_exit_session.py``; it needs the ``onnx`` extra.
+* :class:`EarlyExitSession` runs such a directory with real batched early exit; it needs only
+  numpy and onnxruntime, and is the very class of the copied ``early_exit_session.py``.
+
+Importing this package imports neither onnx nor onnxruntime; each is imported when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .exporter import MANIFEST_FORMAT_VERSION, export_onnx
+
+if TYPE_CHECKING:
+    from .early_exit_session import EarlyExitSession
+
+__all__ = ["MANIFEST_FORMAT_VERSION", "EarlyExitSession", "export_onnx"]
+
+
+def __getattr__(name: str) -> Any:
+    # The session module imports onnxruntime at its top (it must stand alone when copied), so
+    # it is loaded only when asked for.
+    if name == "EarlyExitSession":
+        try:
+            from .early_exit_session import EarlyExitSession
+        except ImportError as error:
+            raise ImportError(
+                f"adanet.onnx.EarlyExitSession needs numpy and onnxruntime ({error.name} is "
+                "missing): pip install 'adanet-torch[onnx]'"
+            ) from None
+        return EarlyExitSession
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

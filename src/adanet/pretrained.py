@@ -1,0 +1,728 @@
+"""A self-contained model directory: ``save_pretrained`` / ``load_pretrained``.
+
+A directory written by :func:`save_pretrained` holds everything needed to serve the model:
+
+* ``config.json``: the format version, the adanet version that wrote it, the architecture
+  and its config, the calibrated policy (as :meth:`EarlyExitPolicy.to_dict` writes it), the
+  per-exit costs with the input size they were measured at, and the preprocessing (mean, std,
+  input size);
+* ``model.safetensors`` (when the ``safetensors`` extra is installed) or ``model.pt`` (a bare
+  state dict): the weights;
+* ``checksums.json``: the SHA-256 of every other file.
+
+:func:`load_pretrained` verifies the checksums, refuses a directory written by a newer format,
+rebuilds the model from its config and loads the weights without executing any pickle
+(safetensors, or ``torch.load(..., weights_only=True)``). The model comes back in eval mode,
+and what else the directory holds is its ``pretrained`` attribute, a :class:`PretrainedInfo`::
+
+    model = adanet.load_pretrained("my-ranet")
+    policy = model.pretrained.policy            # EarlyExitPolicy or None
+    mean, std = model.pretrained.preprocessing.mean, model.pretrained.preprocessing.std
+
+:class:`EarlyExitHubModel` offers the same through the Hugging Face Hub's ``ModelHubMixin``
+conventions (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``; the ``hub`` extra is
+needed only to reach the Hub, not for local directories). :func:`export_run` turns a folder
+written by ``adanet train`` into such a directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointError, read_state_dict
+from .costs import measure_exit_costs
+from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
+from .policy import EarlyExitPolicy
+from .protocol import EarlyExitNetwork
+
+__all__ = [
+    "FORMAT_VERSION",
+    "EarlyExitHubModel",
+    "Preprocessing",
+    "PretrainedError",
+    "PretrainedInfo",
+    "export_run",
+    "load_pretrained",
+    "save_pretrained",
+]
+
+FORMAT_VERSION = 1
+"""Version of the directory layout written by :func:`save_pretrained`."""
+
+CONFIG_FILE = "config.json"
+CHECKSUM_FILE = "checksums.json"
+SAFETENSORS_FILE = "model.safetensors"
+TORCH_FILE = "model.pt"
+
+_SAFETENSORS_HINT = "pip install 'adanet-torch[safetensors]'"
+_HUB_HINT = "pip install 'adanet-torch[hub]'"
+
+
+class PretrainedError(ValueError):
+    """A model directory that is incomplete, altered, too new or not adanet's."""
+
+
+def _architectures() -> dict[str, tuple[Any, Any]]:
+    # Name written into config.json -> (config class, model class).
+    return {"RANet": (RANetConfig, RANet), "MSDNet": (MSDNetConfig, MSDNet)}
+
+
+# ------------------------------------------------------------------ what travels with a model
+
+
+def _floats(name: str, values: Any) -> tuple[float, ...]:
+    try:
+        result = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if not result or not all(math.isfinite(v) for v in result):
+        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {values!r}")
+    return result
+
+
+def _input_size(value: Any) -> tuple[int, int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"input_size must be (C, H, W), got {value!r}")
+    try:
+        size = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"input_size must be (C, H, W), got {value!r}") from None
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(f"input_size must be three positive integers (C, H, W), got {value!r}")
+    return size[0], size[1], size[2]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images must be prepared before the model sees them.
+
+    Attributes:
+        mean: Per-channel mean subtracted from images scaled to ``[0, 1]``.
+        std: Per-channel standard deviation divided by afterwards.
+        input_size: ``(C, H, W)`` of the images the model expects.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: tuple[int, int, int]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _floats("mean", self.mean))
+        object.__setattr__(self, "std", _floats("std", self.std))
+        object.__setattr__(self, "input_size", _input_size(self.input_size))
+        channels = self.input_size[0]
+        if len(self.mean) != channels or len(self.std) != channels:
+            raise ValueError(
+                f"mean and std need one value per channel ({channels}), got {len(self.mean)} "
+                f"and {len(self.std)}"
+            )
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict that :meth:`from_dict` reads back."""
+        return {"mean": list(self.mean), "std": list(self.std), "input_size": list(self.input_size)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        """Read :meth:`to_dict`'s output.
+
+        Raises:
+            ValueError: On missing keys or bad values.
+        """
+        missing = {"mean", "std", "input_size"} - set(data)
+        if missing:
+            raise ValueError(f"preprocessing lacks {sorted(missing)}")
+        return cls(tuple(data["mean"]), tuple(data["std"]), _input_size(data["input_size"]))
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """What a model directory holds besides the network (``model.pretrained``).
+
+    Attributes:
+        arch: Architecture name (``"RANet"`` or ``"MSDNet"``).
+        policy: The calibrated early-exit policy, if one was saved.
+        preprocessing: Mean, std and input size, if saved.
+        costs: Cumulative MACs of each exit for one image of ``costs_input_size``.
+        costs_input_size: ``(C, H, W)`` the costs were measured at.
+        adanet_version: Version of adanet that wrote the directory.
+        format_version: Layout version of the directory.
+    """
+
+    arch: str
+    policy: EarlyExitPolicy | None
+    preprocessing: Preprocessing | None
+    costs: tuple[float, ...]
+    costs_input_size: tuple[int, int, int]
+    adanet_version: str
+    format_version: int
+
+
+def _as_preprocessing(value: Preprocessing | Mapping[str, Any] | None) -> Preprocessing | None:
+    if value is None or isinstance(value, Preprocessing):
+        return value
+    if isinstance(value, Mapping):
+        return Preprocessing.from_dict(value)
+    raise TypeError(
+        f"preprocessing must be a Preprocessing or a mapping with mean, std and input_size, "
+        f"got {type(value).__name__}"
+    )
+
+
+# ------------------------------------------------------------------ files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_bytes(path: Path, payload: bytes) -> None:
+    # A temporary file renamed over the target: a crash never leaves a half-written file.
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    _write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode("utf-8"))
+
+
+def _has_safetensors() -> bool:
+    try:
+        import safetensors.torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _adanet_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ------------------------------------------------------------------ save / load
+
+
+def save_pretrained(
+    model: EarlyExitNetwork,
+    directory: str | os.PathLike[str],
+    policy: EarlyExitPolicy | None = None,
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    *,
+    input_size: Sequence[int] | None = None,
+    safetensors: bool | None = None,
+) -> Path:
+    """Write ``model`` and what serving it needs into ``directory``.
+
+    Args:
+        model: A :class:`~adanet.RANet` or :class:`~adanet.MSDNet` (built from a config).
+        directory: Created if missing; files already there with the same names are replaced.
+        policy: The calibrated policy; defaults to ``model.pretrained.policy`` for a model
+            from :func:`load_pretrained`.
+        preprocessing: A :class:`Preprocessing` or a mapping with ``mean``, ``std`` and
+            ``input_size``; defaults as ``policy``.
+        input_size: ``(C, H, W)`` to measure the per-exit costs at; defaults to the
+            preprocessing's input size.
+        safetensors: Write ``model.safetensors`` (True) or ``model.pt`` (False); by default
+            safetensors when the ``safetensors`` extra is installed.
+
+    Returns:
+        The directory.
+
+    Raises:
+        TypeError: ``model`` is not a RANet or MSDNet, or ``policy`` not an EarlyExitPolicy.
+        ValueError: The policy does not fit the model, no input size is known, or bad
+            preprocessing values.
+        ImportError: ``safetensors=True`` without the extra installed.
+    """
+    arch = next((name for name, (_, cls) in _architectures().items() if type(model) is cls), None)
+    if arch is None:
+        known = ", ".join(_architectures())
+        raise TypeError(
+            f"save_pretrained rebuilds models from their config and supports {known}; got "
+            f"{type(model).__name__} (save its state_dict and rebuild it in your own code)"
+        )
+    previous: PretrainedInfo | None = getattr(model, "pretrained", None)
+    if policy is None and previous is not None:
+        policy = previous.policy
+    prep = _as_preprocessing(preprocessing)
+    if prep is None and previous is not None:
+        prep = previous.preprocessing
+    if policy is not None:
+        if not isinstance(policy, EarlyExitPolicy):
+            raise TypeError(f"policy must be an EarlyExitPolicy, got {type(policy).__name__}")
+        if policy.num_exits != model.num_exits:
+            raise ValueError(
+                f"the policy has {policy.num_exits} thresholds but the model has "
+                f"{model.num_exits} exits"
+            )
+    if input_size is not None:
+        size = _input_size(input_size)
+    elif prep is not None:
+        size = prep.input_size
+    elif previous is not None:
+        size = previous.costs_input_size
+    else:
+        raise ValueError(
+            "save_pretrained needs the input size to measure the exits' costs at: pass "
+            "input_size=(C, H, W) or preprocessing"
+        )
+    architecture_config: Any = getattr(model, "config")  # noqa: B009 - typed as Any on purpose
+    use_safetensors = _has_safetensors() if safetensors is None else bool(safetensors)
+    if use_safetensors and not _has_safetensors():
+        raise ImportError(f"writing safetensors needs the 'safetensors' extra: {_SAFETENSORS_HINT}")
+
+    # Contiguous, unshared CPU copies: safetensors refuses views and shared storage.
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # only the names are compared: allocate nothing
+        rebuilt = _architectures()[arch][1](architecture_config).state_dict()
+    if set(rebuilt) != set(state):
+        # E.g. an optimize_for_inference copy: its BatchNorms are folded away, so the
+        # directory could not be loaded into the architecture its config describes.
+        raise ValueError(
+            f"this {arch}'s weights do not match a {arch} built from its config (is it an "
+            "optimize_for_inference copy?); save the original model"
+        )
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    costs = [float(c.macs) for c in measure_exit_costs(model, size)]
+    if use_safetensors:
+        from safetensors.torch import save as safetensors_bytes
+
+        weights = SAFETENSORS_FILE
+        _write_bytes(target / weights, safetensors_bytes(state))
+        stale = target / TORCH_FILE
+    else:
+        from .checkpoint import save_atomic
+
+        weights = TORCH_FILE
+        save_atomic(state, target / weights)
+        stale = target / SAFETENSORS_FILE
+    if stale.exists():  # a previous save in the other format would be ambiguous
+        stale.unlink()
+    config: dict[str, Any] = {
+        "format": "adanet-pretrained",
+        "format_version": FORMAT_VERSION,
+        "adanet_version": _adanet_version(),
+        "arch": arch,
+        "config": architecture_config.to_dict(),
+        "num_exits": model.num_exits,
+        "weights": weights,
+        "policy": policy.to_dict() if policy is not None else None,
+        "costs": {"convention": "actual", "input_size": list(size), "macs": costs},
+        "preprocessing": prep.to_dict() if prep is not None else None,
+    }
+    _write_json(target / CONFIG_FILE, config)
+    checksums = {name: _sha256(target / name) for name in (CONFIG_FILE, weights)}
+    _write_json(
+        target / CHECKSUM_FILE,
+        {"format_version": FORMAT_VERSION, "algorithm": "sha256", "files": checksums},
+    )
+    return target
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise PretrainedError(f"cannot read {path}: {error}") from None
+
+
+def _check_version(value: Any, where: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PretrainedError(f"{where} has no integer format_version (found {value!r})")
+    if value > FORMAT_VERSION:
+        raise PretrainedError(
+            f"{where.parent} was written in format version {value}, newer than this adanet "
+            f"reads (up to {FORMAT_VERSION}); upgrade adanet to load it"
+        )
+    return value
+
+
+def _verify(directory: Path) -> dict[str, str]:
+    checksum_path = directory / CHECKSUM_FILE
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no model directory at {directory}")
+    if not checksum_path.is_file():
+        raise PretrainedError(
+            f"{directory} is not a complete adanet model directory: {CHECKSUM_FILE} is missing"
+        )
+    record = _read_json(checksum_path)
+    if not isinstance(record, Mapping) or not isinstance(record.get("files"), Mapping):
+        raise PretrainedError(f"{checksum_path} is malformed: expected a 'files' mapping")
+    _check_version(record.get("format_version"), checksum_path)
+    files = {str(k): str(v) for k, v in record["files"].items()}
+    for name, expected in files.items():
+        path = directory / name
+        if Path(name).name != name:
+            raise PretrainedError(f"{checksum_path} names a file outside the directory: {name!r}")
+        if not path.is_file():
+            raise PretrainedError(f"{directory} is incomplete: {name} is missing")
+        actual = _sha256(path)
+        if actual != expected:
+            raise PretrainedError(
+                f"{path} was altered or corrupted: its SHA-256 is {actual}, the directory "
+                f"records {expected}; refusing to load it"
+            )
+    if CONFIG_FILE not in files:
+        raise PretrainedError(f"{checksum_path} does not cover {CONFIG_FILE}")
+    return files
+
+
+def _load_weights(path: Path) -> dict[str, Tensor]:
+    if path.name == SAFETENSORS_FILE:
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError(
+                f"{path} holds safetensors weights; install the extra: {_SAFETENSORS_HINT}"
+            ) from None
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as error:  # safetensors raises its own error types
+            raise PretrainedError(f"cannot read {path}: {error}") from None
+    try:
+        return read_state_dict(path)  # torch.load(weights_only=True)
+    except CheckpointError as error:
+        raise PretrainedError(str(error)) from None
+
+
+def load_pretrained(directory: str | os.PathLike[str]) -> EarlyExitNetwork:
+    """Rebuild the model saved by :func:`save_pretrained`.
+
+    Every file is checked against ``checksums.json`` first; weights are read with safetensors
+    or ``torch.load(weights_only=True)``, so no pickle runs.
+
+    Args:
+        directory: The model directory.
+
+    Returns:
+        The model, in eval mode, on the CPU. ``model.pretrained`` is a
+        :class:`PretrainedInfo` with the policy, preprocessing, costs and versions.
+
+    Raises:
+        FileNotFoundError: No such directory.
+        PretrainedError: A missing or altered file, a newer format version, an unknown
+            architecture, or weights that do not fit the config.
+        ImportError: Safetensors weights without the ``safetensors`` extra.
+    """
+    root = Path(directory)
+    files = _verify(root)
+    config = _read_json(root / CONFIG_FILE)
+    if not isinstance(config, Mapping) or config.get("format") != "adanet-pretrained":
+        raise PretrainedError(f"{root / CONFIG_FILE} is not an adanet model config")
+    version = _check_version(config.get("format_version"), root / CONFIG_FILE)
+    arch = str(config.get("arch"))
+    table = _architectures()
+    if arch not in table:
+        raise PretrainedError(
+            f"{root} holds an unknown architecture {arch!r}; this adanet knows {', '.join(table)}"
+        )
+    weights = str(config.get("weights"))
+    if weights not in files:
+        raise PretrainedError(f"{root / CHECKSUM_FILE} does not cover the weights {weights!r}")
+    config_cls, model_cls = table[arch]
+    try:
+        model_config = config_cls.from_dict(config["config"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise PretrainedError(
+            f"{root / CONFIG_FILE} holds an invalid {arch} config: {error}"
+        ) from None
+    model: EarlyExitNetwork = model_cls(model_config)
+    state = _load_weights(root / weights)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise PretrainedError(
+            f"the weights in {root / weights} do not fit the {arch} config: {str(error)[:300]}"
+        ) from None
+    model.eval()
+    raw_policy = config.get("policy")
+    raw_prep = config.get("preprocessing")
+    costs = config.get("costs") or {}
+    info = PretrainedInfo(
+        arch=arch,
+        policy=EarlyExitPolicy.from_dict(raw_policy) if raw_policy is not None else None,
+        preprocessing=Preprocessing.from_dict(raw_prep) if raw_prep is not None else None,
+        costs=tuple(float(c) for c in costs.get("macs", ())),
+        costs_input_size=_input_size(costs.get("input_size", (1, 1, 1))),
+        adanet_version=str(config.get("adanet_version", "")),
+        format_version=version,
+    )
+    model.pretrained = info  # type: ignore[assignment]
+    return model
+
+
+# ------------------------------------------------------------------ Hugging Face Hub conventions
+
+
+class EarlyExitHubModel:
+    """A model with its policy and preprocessing, with ``ModelHubMixin``'s entry points.
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` take the arguments of
+    ``huggingface_hub.ModelHubMixin``'s methods of the same names. Local directories need
+    nothing beyond adanet; a Hub repository id needs the ``hub`` extra.
+
+    Args:
+        model: A RANet or MSDNet.
+        policy: The calibrated policy.
+        preprocessing: Mean, std and input size.
+
+    Attributes:
+        model: The network (eval mode after :meth:`from_pretrained`).
+        policy: The policy, or ``None``.
+        preprocessing: The preprocessing, or ``None``.
+    """
+
+    def __init__(
+        self,
+        model: EarlyExitNetwork,
+        policy: EarlyExitPolicy | None = None,
+        preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.policy = policy
+        self.preprocessing = _as_preprocessing(preprocessing)
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write the model directory; optionally push it to the Hub.
+
+        Returns:
+            The commit URL when pushed, else ``None``.
+        """
+        save_pretrained(self.model, save_directory, self.policy, self.preprocessing)
+        if push_to_hub:
+            if repo_id is None:
+                repo_id = Path(save_directory).name
+            return self._upload(Path(save_directory), repo_id, **push_to_hub_kwargs)
+        return None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike[str],
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+    ) -> EarlyExitHubModel:
+        """Load from a local directory, or download a Hub repository first.
+
+        Raises:
+            ImportError: A repository id without the ``hub`` extra.
+        """
+        path = Path(pretrained_model_name_or_path)
+        if not path.is_dir():
+            try:
+                from huggingface_hub import snapshot_download
+            except ImportError:
+                raise ImportError(
+                    f"{str(pretrained_model_name_or_path)!r} is not a local directory; "
+                    f"downloading from the Hugging Face Hub needs the 'hub' extra: {_HUB_HINT}"
+                ) from None
+            path = Path(
+                snapshot_download(
+                    repo_id=str(pretrained_model_name_or_path),
+                    revision=revision,
+                    cache_dir=None if cache_dir is None else str(cache_dir),
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            )
+        model = load_pretrained(path)
+        info: PretrainedInfo = model.pretrained  # type: ignore[assignment]
+        return cls(model, info.policy, info.preprocessing)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Push model using huggingface_hub.",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+    ) -> str:
+        """Save into a temporary directory and upload it to the Hub repository ``repo_id``.
+
+        Returns:
+            The commit URL.
+
+        Raises:
+            ImportError: Without the ``hub`` extra.
+        """
+        with tempfile.TemporaryDirectory() as temporary:
+            save_pretrained(self.model, temporary, self.policy, self.preprocessing)
+            return self._upload(
+                Path(temporary),
+                repo_id,
+                commit_message=commit_message,
+                private=private,
+                token=token,
+                branch=branch,
+                create_pr=create_pr,
+            )
+
+    @staticmethod
+    def _upload(
+        folder: Path,
+        repo_id: str,
+        *,
+        commit_message: str = "Push model using huggingface_hub.",
+        private: bool | None = None,
+        token: str | None = None,
+        branch: str | None = None,
+        create_pr: bool | None = None,
+    ) -> str:
+        try:
+            from huggingface_hub import HfApi
+        except ImportError:
+            raise ImportError(
+                f"pushing to the Hugging Face Hub needs the 'hub' extra: {_HUB_HINT}"
+            ) from None
+        api = HfApi(token=token)
+        repo = api.create_repo(repo_id=repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(
+            repo_id=getattr(repo, "repo_id", repo_id),
+            folder_path=folder,
+            commit_message=commit_message,
+            revision=branch,
+            create_pr=create_pr,
+        )
+        return str(commit)
+
+
+# ------------------------------------------------------------------ from a training run
+
+
+def _run_preprocessing(data: str, seed: int, use_valid: bool) -> Preprocessing:
+    from . import data as datasets
+
+    name = data.lower()
+    if name == "cifar10":
+        return Preprocessing(datasets.CIFAR10_MEAN, datasets.CIFAR10_STD, (3, 32, 32))
+    if name == "cifar100":
+        return Preprocessing(datasets.CIFAR100_MEAN, datasets.CIFAR100_STD, (3, 32, 32))
+    if name == "imagenet":
+        return Preprocessing(datasets.IMAGENET_MEAN, datasets.IMAGENET_STD, (3, 224, 224))
+    if name == "digits":
+        # The digits statistics come from the run's own training split.
+        splits = datasets.digits_datasets(seed=seed, use_valid=use_valid)
+        normalize = getattr(splits.test, "transform", None)
+        mean, std = getattr(normalize, "mean", None), getattr(normalize, "std", None)
+        if mean is None or std is None:  # pragma: no cover - digits_datasets always normalises
+            raise PretrainedError("cannot recover the digits normalisation")
+        size = splits.image_size
+        return Preprocessing(tuple(mean), tuple(std), (splits.in_channels, size, size))
+    raise PretrainedError(f"unknown dataset {data!r} in the run's config.json")
+
+
+def _run_policy(save: Path, p: float) -> EarlyExitPolicy | None:
+    path = save / "policies.json"
+    if not path.is_file():
+        return None
+    record = _read_json(path)
+    entries = record.get("policies") if isinstance(record, Mapping) else None
+    if not entries:
+        return None
+    best = min(entries, key=lambda entry: abs(float(entry["p"]) - p))
+    return EarlyExitPolicy.from_dict(best["policy"])
+
+
+def export_run(
+    save_dir: str | os.PathLike[str],
+    to_dir: str | os.PathLike[str],
+    onnx: bool = False,
+    *,
+    p: float = 1.0,
+) -> Path:
+    """Turn a folder written by ``adanet train`` (and evaluated) into a model directory.
+
+    Reads ``config.json`` (architecture, config, dataset, seed), the weights of
+    ``model_best.pt`` (else ``checkpoint_last.pt``), and from ``policies.json`` the budgeted
+    policy whose ``p`` is nearest to ``p`` (``p = 1`` aims at equal shares at every exit; none
+    when the run was not evaluated). The preprocessing is the dataset's normalisation.
+
+    Args:
+        save_dir: The run folder (``adanet train --save``).
+        to_dir: The model directory to write.
+        onnx: Also write the ONNX stages, manifest and ``early_exit_session.py`` into
+            ``to_dir/onnx`` (needs the ``onnx`` extra).
+        p: Which budgeted policy to keep (nearest ``p`` of the run's sweep).
+
+    Returns:
+        ``to_dir``.
+
+    Raises:
+        FileNotFoundError: No run folder, config or checkpoint.
+        PretrainedError: An unreadable run.
+    """
+    save = Path(save_dir)
+    config_path = save / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{save} is not an adanet run folder: no config.json")
+    run = _read_json(config_path)
+    if not isinstance(run, Mapping) or "arch" not in run or "config" not in run:
+        raise PretrainedError(f"{config_path} lacks 'arch' or 'config'")
+    table = {name.lower(): entry for name, entry in _architectures().items()}
+    arch = str(run["arch"]).lower()
+    if arch not in table:
+        raise PretrainedError(f"{config_path} names an unknown architecture {run['arch']!r}")
+    config_cls, model_cls = table[arch]
+    model: EarlyExitNetwork = model_cls(config_cls.from_dict(run["config"]))
+    for name in ("model_best.pt", "checkpoint_last.pt"):
+        if (save / name).is_file():
+            weights = save / name
+            break
+    else:
+        raise FileNotFoundError(f"{save} holds neither model_best.pt nor checkpoint_last.pt")
+    try:
+        model.load_state_dict(read_state_dict(weights), strict=True)
+    except (CheckpointError, RuntimeError) as error:
+        raise PretrainedError(f"cannot load {weights}: {str(error)[:300]}") from None
+    model.eval()
+    prep = _run_preprocessing(
+        str(run.get("data", "cifar10")), int(run.get("seed", 0)), bool(run.get("use_valid", False))
+    )
+    policy = _run_policy(save, p)
+    target = save_pretrained(model, to_dir, policy, prep)
+    if onnx:
+        from .onnx import export_onnx
+
+        export_onnx(model, target / "onnx", prep.input_size, policy, preprocessing=prep)
+    return target

@@ -1,0 +1,210 @@
+"""``export_stages`` and ``ExportedEarlyExit``: exported stages exit early exactly as eager."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import adanet
+from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, RANet, RANetConfig
+from adanet.export import ExportedEarlyExit, StageExportError, export_stages, state_signature
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_network.py"
+
+
+def _load_example() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("adanet_example_custom_network", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(name: str) -> adanet.EarlyExitNetwork:
+    torch.manual_seed(1)
+    model: adanet.EarlyExitNetwork
+    if name == "ranet":
+        model = RANet(RANetConfig(num_blocks=1, block_step=1, step=1))
+    elif name == "msdnet":
+        model = MSDNet(
+            MSDNetConfig(
+                num_blocks=3,
+                base=2,
+                step=1,
+                num_channels=4,
+                growth_rate=2,
+                growth_factors=(1, 2, 2),
+                bottleneck_factors=(1, 2, 2),
+                num_classes=5,
+            )
+        )
+    else:
+        model = _load_example().TinyMultiScaleNet(num_classes=10, in_channels=3)
+    # Non-trivial BatchNorm statistics, so a stage that used batch statistics would differ.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", params=["ranet", "msdnet", "custom"])
+def exported(request: pytest.FixtureRequest) -> tuple[Any, list[Any], ExportedEarlyExit]:
+    model = _build(request.param)
+    programs = export_stages(model, torch.randn(3, 3, 32, 32))
+    costs = [float(c.macs) for c in adanet.measure_exit_costs(model, 32)]
+    return model, programs, ExportedEarlyExit(programs, costs=costs)
+
+
+def _calibrated(model: adanet.EarlyExitNetwork, x: Tensor, measure: str) -> EarlyExitPolicy:
+    with torch.no_grad():
+        logits = model(x)
+    share = 1.0 / model.num_exits
+    return EarlyExitPolicy.calibrate(logits, [share] * model.num_exits, measure=measure)
+
+
+@pytest.mark.parametrize("measure", ["max_prob", "entropy", "margin", "patience"])
+def test_runner_matches_eager_early_exit(
+    exported: tuple[Any, list[Any], ExportedEarlyExit], measure: str
+) -> None:
+    model, programs, runner = exported
+    torch.manual_seed(2)
+    x = torch.randn(24, 3, 32, 32)
+    if measure == "patience":
+        policy = EarlyExitPolicy.with_patience(2, model.num_exits)
+    else:
+        policy = _calibrated(model, x, measure)
+    ours = runner(x, policy)
+    eager = adanet.early_exit(model, x, policy)
+    assert len(programs) == model.num_exits
+    assert torch.equal(ours.exit_index, eager.exit_index)
+    torch.testing.assert_close(ours.logits, eager.logits, rtol=0, atol=1e-5)
+    assert torch.equal(ours.cost, eager.cost)
+    if measure != "patience":  # a calibrated policy really sends samples out at every exit
+        assert len(set(ours.exit_index.tolist())) == model.num_exits
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_programs_take_any_batch(
+    exported: tuple[Any, list[Any], ExportedEarlyExit], batch: int
+) -> None:
+    model, _programs, runner = exported
+    x = torch.randn(batch, 3, 32, 32)
+    nobody = EarlyExitPolicy([math.inf] * model.num_exits)
+    result = runner(x, nobody)
+    with torch.no_grad():
+        expected = model(x)[-1]
+    torch.testing.assert_close(result.logits, expected, rtol=0, atol=1e-5)
+    assert result.exit_index.tolist() == [model.num_exits - 1] * batch
+
+
+def test_stage_signature_describes_the_flat_state(
+    exported: tuple[Any, list[Any], ExportedEarlyExit],
+) -> None:
+    model, programs, _runner = exported
+    signature = state_signature(model, torch.randn(1, 3, 32, 32))
+    assert len(signature) == model.num_exits - 1
+    x = torch.randn(4, 3, 32, 32)
+    inputs: tuple[Tensor, ...] = (x,)
+    for k, program in enumerate(programs[:-1]):
+        logits, *state = program.module()(*inputs)
+        assert logits.shape[0] == 4
+        assert [(tuple(t.shape[1:]), t.dtype) for t in state] == signature[k]
+        inputs = tuple(state)
+    (last,) = programs[-1].module()(*inputs)
+    assert last.shape[0] == 4
+
+
+def test_everybody_leaves_at_exit_zero(exported: tuple[Any, list[Any], ExportedEarlyExit]) -> None:
+    model, _programs, runner = exported
+    x = torch.randn(6, 3, 32, 32)
+    everybody = EarlyExitPolicy([-math.inf] * model.num_exits)
+    result = runner(x, everybody)
+    with torch.no_grad():
+        expected = model(x)[0]
+    torch.testing.assert_close(result.logits, expected, rtol=0, atol=1e-5)
+    assert result.exit_index.tolist() == [0] * 6
+    first_cost = adanet.measure_exit_costs(model, 32)[0].macs
+    assert result.cost.tolist() == [first_cost] * 6
+
+
+def test_runner_rejects_bad_arguments(exported: tuple[Any, list[Any], ExportedEarlyExit]) -> None:
+    model, programs, runner = exported
+    with pytest.raises(ValueError, match="no"):
+        ExportedEarlyExit([])
+    with pytest.raises(ValueError, match="costs has 1 entries"):
+        ExportedEarlyExit(programs, costs=[1.0])
+    with pytest.raises(ValueError, match="thresholds"):
+        runner(torch.randn(2, 3, 32, 32), EarlyExitPolicy([0.5] * (model.num_exits + 1)))
+    with pytest.raises(TypeError, match="floating-point"):
+        runner(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), EarlyExitPolicy([0.5] * 3))
+    with pytest.raises(ValueError, match="non-empty"):
+        runner(torch.randn(3, 32, 32), EarlyExitPolicy([0.5] * model.num_exits))
+
+
+def test_without_costs_the_cost_is_nan() -> None:
+    model = _TwoExits("plain").eval()
+    programs = export_stages(model, torch.randn(2, 3, 8, 8))
+    result = ExportedEarlyExit(programs)(torch.randn(3, 3, 8, 8), EarlyExitPolicy([0.0, 0.0]))
+    assert torch.isnan(result.cost).all()
+    assert result.exit_index.tolist() == [0, 0, 0]
+
+
+def test_export_needs_eval_mode_and_a_protocol_network() -> None:
+    model = _build("ranet").train()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        export_stages(model, torch.randn(2, 3, 32, 32))
+    with pytest.raises(TypeError, match="EarlyExitNetwork"):
+        export_stages(nn.Linear(2, 2), torch.randn(2, 2))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="channels"):
+        export_stages(model.eval(), torch.randn(2, 1, 32, 32))
+
+
+class _TwoExits(adanet.EarlyExitNetwork):
+    """A small network whose second stage can be made unexportable."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.in_channels = 3
+        self.mode = mode
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.exits = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)) for _ in range(2)
+        )
+
+    def begin(self, x: Tensor) -> Any:
+        return {"x": self.conv(x)}
+
+    def advance(self, state: Any, exit_index: int) -> tuple[Tensor, Any]:
+        x = state["x"]
+        if exit_index == 1 and self.mode == "data-dependent" and float(x.mean()) > 0:
+            x = x * 2  # a branch on the data: not a static graph
+        if self.mode == "not-batch-first":
+            return x, {"x": x, "scale": torch.ones(7)}
+        return x, {"x": x.relu()}
+
+
+def test_failures_name_the_stage() -> None:
+    with pytest.raises(StageExportError, match="stage 1") as info:
+        export_stages(_TwoExits("data-dependent").eval(), torch.randn(2, 3, 8, 8))
+    assert info.value.stage == 1
+    with pytest.raises(StageExportError, match=r"stage 0 .*batch-first"):
+        export_stages(_TwoExits("not-batch-first").eval(), torch.randn(2, 3, 8, 8))
