@@ -29,12 +29,17 @@ from .evaluation import (
     evaluate_anytime,
     evaluate_policy,
 )
+from .exit_policy import ExitPolicy
 from .inference import EarlyExitResult, early_exit
+from .latency import measure_exit_latency
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from .optimize import compile_for_early_exit, optimize_for_inference
+from .patience import PatienceExitPolicy
 from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .protocol import EarlyExitNetwork, select_samples
+from .risk import calibrate, calibrate_risk
+from .temperature import fit_temperatures
 
 try:
     __version__ = version("adanet-torch")
@@ -53,6 +58,7 @@ __all__ = [
     "EarlyExitResult",
     "ExitCost",
     "ExitHead",
+    "ExitPolicy",
     "FusionBlock",
     "MSDNet",
     "MSDNetConfig",
@@ -60,6 +66,7 @@ __all__ = [
     "MultiScaleDenseLayer",
     "MultiScaleStem",
     "MultiScaleTransition",
+    "PatienceExitPolicy",
     "PolicyEvaluation",
     "RANet",
     "RANetConfig",
@@ -67,15 +74,19 @@ __all__ = [
     "ScaleBranch",
     "__version__",
     "budgeted_sweep",
+    "calibrate",
+    "calibrate_risk",
     "compile_for_early_exit",
     "data",
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
+    "fit_temperatures",
     "geometric_exit_fractions",
     "load_reference_checkpoint",
     "losses",
     "measure_exit_costs",
+    "measure_exit_latency",
     "optimize_for_inference",
     "save_atomic",
     "select_samples",
