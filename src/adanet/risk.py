@@ -44,7 +44,7 @@ from typing import Final
 import torch
 from torch import Tensor
 
-from .confidence import check_measure, exit_confidences, safe_probabilities
+from .confidence import check_measure, exit_confidences
 from .cost_table import check_costs
 from .exit_policy import LogitsInput, stack_logits
 from .policy import EarlyExitPolicy, check_temperatures, normalise_input_size
@@ -67,9 +67,23 @@ REFERENCES: Final[tuple[str, ...]] = ("labels", "consistency")
 
 def default_candidates() -> list[float]:
     """The fixed threshold grid: ``0 .. 1`` in steps of 1/2000, finer towards 1, and ``inf``."""
+    return _default_grid().tolist()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_grid() -> Tensor:
     coarse = [k / 2000 for k in range(2001)]
     fine = [1.0 - 10.0 ** (-(3.3 + 0.05 * k)) for k in range(75)]
-    return [*sorted(set(coarse + fine)), math.inf]
+    return torch.tensor([*sorted(set(coarse + fine)), math.inf], dtype=torch.float64)
+
+
+def _grid(candidates: Sequence[float] | None) -> Tensor:
+    if candidates is None:
+        return _default_grid()
+    if isinstance(candidates, str | bytes) or not isinstance(candidates, Sequence):
+        raise TypeError(f"candidates must be a sequence of thresholds, got {candidates!r}")
+    values = sorted({float(c) for c in candidates if not math.isnan(float(c))} | {math.inf})
+    return torch.tensor(values, dtype=torch.float64)
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,7 +143,7 @@ def _interval_sums(bounds: Tensor, values: Tensor, num_candidates: int) -> Tenso
 def _exit_losses(stacked: Tensor, targets: Tensor | None, reference: str, signed: bool) -> Tensor:
     """``[exits, N]`` loss of each sample if it left at each exit (0 at the last exit)."""
     valid = ~stacked.isnan().any(dim=2)
-    pred = safe_probabilities(stacked).argmax(dim=2)
+    pred = stacked.argmax(dim=2)
     if reference == "consistency":
         return ((pred != pred[-1]) | ~valid).to(torch.float64)
     assert targets is not None
@@ -222,11 +236,7 @@ def calibrate_risk(
         targets = check_targets(val_targets, n, num_classes, "val_targets")
     cost_values = check_costs(list(range(num_exits)) if costs is None else costs, num_exits)
     temps = check_temperatures(temperatures, num_exits)
-    grid = torch.tensor(
-        sorted(float(c) for c in (default_candidates() if candidates is None else candidates))
-        + ([] if candidates is None else [math.inf]),
-        dtype=torch.float64,
-    )
+    grid = _grid(candidates)
     with torch.no_grad():
         conf = exit_confidences(stacked, measure, temps).to(torch.float64).cpu()
         reach = conf[:-1].cummax(dim=0).values if num_exits > 1 else conf[:0]
