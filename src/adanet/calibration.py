@@ -19,7 +19,8 @@ from torch import Tensor
 from .confidence import check_measure, exit_confidences
 from .cost_table import check_costs
 from .exit_policy import LogitsInput, stack_logits
-from .policy import EarlyExitPolicy, check_temperatures, normalise_input_size
+from .policy import EarlyExitPolicy
+from .policy_fields import check_temperatures, normalise_input_size
 
 __all__ = [
     "calibrate_for_cost",

@@ -24,6 +24,14 @@ from torch import Tensor
 
 from .confidence import MEASURES, check_measure, exit_confidences
 from .exit_policy import LogitsInput, stack_logits
+from .policy_fields import (
+    check_context,
+    check_temperatures,
+    decode_threshold,
+    encode_threshold,
+    float_tuple,
+    normalise_input_size,
+)
 
 if TYPE_CHECKING:
     from .patience import PatienceExitPolicy
@@ -39,80 +47,6 @@ def __getattr__(name: str) -> Any:
 
         return geometric_exit_fractions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _encode_threshold(value: float) -> float | str:
-    # JSON has no infinities; strings keep the file standard-conforming and readable.
-    if value == math.inf:
-        return "inf"
-    if value == -math.inf:
-        return "-inf"
-    return value
-
-
-def _decode_threshold(value: Any) -> float:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("inf", "+inf", "infinity", "+infinity"):
-            return math.inf
-        if text in ("-inf", "-infinity"):
-            return -math.inf
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"cannot decode threshold {value!r}; expected a number, 'inf' or '-inf'")
-
-
-def _float_tuple(name: str, values: Any) -> tuple[float, ...]:
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence | Tensor):
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
-    try:
-        return tuple(float(t) for t in values)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from exc
-
-
-def check_temperatures(temperatures: Any, num_exits: int) -> tuple[float, ...] | None:
-    """``None`` or one positive finite temperature per exit, as a tuple of floats."""
-    if temperatures is None:
-        return None
-    values = _float_tuple("temperatures", temperatures)
-    if len(values) != num_exits:
-        raise ValueError(f"temperatures has {len(values)} entries for {num_exits} exits")
-    if any(not math.isfinite(t) or t <= 0.0 for t in values):
-        raise ValueError(f"temperatures must be positive and finite, got {list(values)}")
-    return values
-
-
-def normalise_input_size(input_size: Any) -> tuple[int, int] | None:
-    """``None``, ``S``, ``(H, W)`` or ``(C, H, W)`` as ``(H, W)``."""
-    if input_size is None:
-        return None
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
-        values: tuple[int, ...] = (input_size, input_size)
-    elif isinstance(input_size, Sequence) and not isinstance(input_size, str | bytes):
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in input_size):
-            raise TypeError(f"input_size must hold ints, got {input_size!r}")
-        values = tuple(input_size)[-2:] if len(input_size) in (2, 3) else ()
-    else:
-        raise TypeError(f"input_size must be S, (H, W) or (C, H, W), got {input_size!r}")
-    if len(values) != 2 or min(values) < 1:
-        raise ValueError(
-            f"input_size must be S, (H, W) or (C, H, W) of positive ints, got {input_size!r}"
-        )
-    return (values[0], values[1])
-
-
-def _check_context(num_classes: Any, cost_convention: Any) -> None:
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
-        raise ValueError(f"num_classes must be None or an int >= 1, got {num_classes!r}")
-    if cost_convention is not None and (
-        not isinstance(cost_convention, str) or not cost_convention
-    ):
-        raise ValueError(
-            f"cost_convention must be None or a non-empty string, got {cost_convention!r}"
-        )
 
 
 class EarlyExitPolicy:
@@ -159,7 +93,7 @@ class EarlyExitPolicy:
         input_size: int | Sequence[int] | None = None,
     ) -> None:
         self._measure = check_measure(measure)
-        values = _float_tuple("thresholds", thresholds)
+        values = float_tuple("thresholds", thresholds)
         if not values:
             raise ValueError("thresholds must have one entry per exit; got none")
         nan_at = [k for k, t in enumerate(values) if math.isnan(t)]
@@ -167,7 +101,7 @@ class EarlyExitPolicy:
             raise ValueError(f"thresholds must not be NaN; exits {nan_at} are NaN")
         self._thresholds = values
         self._temperatures = check_temperatures(temperatures, len(values))
-        _check_context(num_classes, cost_convention)
+        check_context(num_classes, cost_convention)
         self._context: tuple[int | None, str | None, tuple[int, int] | None] = (
             num_classes,
             cost_convention,
@@ -391,7 +325,7 @@ class EarlyExitPolicy:
         """
         out: dict[str, Any] = {
             "measure": self._measure,
-            "thresholds": [_encode_threshold(t) for t in self._thresholds],
+            "thresholds": [encode_threshold(t) for t in self._thresholds],
         }
         if self._temperatures is not None:
             out["temperatures"] = list(self._temperatures)
@@ -428,7 +362,7 @@ class EarlyExitPolicy:
             raise ValueError(f"'measure' must be a string, got {measure!r}")
         try:
             return cls(
-                [_decode_threshold(t) for t in raw],
+                [decode_threshold(t) for t in raw],
                 measure=measure,
                 temperatures=d.get("temperatures"),
                 num_classes=d.get("num_classes"),
