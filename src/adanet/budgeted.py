@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, overload
 import torch
 from torch import Tensor
 
-from .calibration import greedy_thresholds
+from .calibration import greedy_thresholds, sort_confidence
 from .compat.budgeted_protocol import DEFAULT_PS, reference_exit_counts
 from .confidence import check_measure, exit_confidences, safe_probabilities
 from .cost_table import check_costs
@@ -228,6 +228,7 @@ def budgeted_sweep(
     with torch.no_grad():
         # Confidences and per-exit correctness do not depend on p: compute them once.
         val_conf = exit_confidences(val, measure)
+        val_sorted = sort_confidence(val_conf)
         test_conf = exit_confidences(test, measure)
         # Predictions from the softmax probabilities, as the reference takes the argmax of the
         # probabilities it stored; this matters only for logits that round to the same value.
@@ -240,7 +241,9 @@ def budgeted_sweep(
             if calibrator is None:
                 counts = reference_exit_counts(p, num_exits, val.shape[1])
                 threshold_policy = EarlyExitPolicy(
-                    greedy_thresholds(val_conf, counts), measure, num_classes=num_classes
+                    greedy_thresholds(val_conf, counts, presorted=val_sorted),
+                    measure,
+                    num_classes=num_classes,
                 )
                 exits = threshold_policy.exits_from_confidence(test_conf)
                 policy = threshold_policy

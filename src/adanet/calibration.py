@@ -27,6 +27,7 @@ __all__ = [
     "calibrate_shares",
     "geometric_exit_fractions",
     "greedy_thresholds",
+    "sort_confidence",
 ]
 
 # Bisection range for the geometric family's p in calibrate_for_cost: at these ends almost all
@@ -71,11 +72,6 @@ def geometric_exit_fractions(p: float, num_exits: int) -> list[float]:
     return [w / total for w in weights]
 
 
-def _sanitise(confidence: Tensor) -> Tensor:
-    # NaN sorts above everything in torch; as "no confidence" it must sort below everything.
-    return torch.where(confidence.isnan(), torch.full_like(confidence, -math.inf), confidence)
-
-
 def _sort(confidence: Tensor) -> tuple[Tensor, Tensor]:
     result = confidence.sort(dim=1, descending=True)
     return result.values, result.indices
@@ -87,13 +83,15 @@ def _greedy(
     num_exits, num_samples = confidence.shape
     sorted_values, sorted_index = presorted
     remaining = torch.ones(num_samples, dtype=torch.bool, device=confidence.device)
+    # A sample with no confidence (NaN, or -inf from NaN logits) never fills a quota. NaN sorts
+    # first in torch's descending sort, but as it is never counted the walk passes over it.
+    scored = confidence > -math.inf
     thresholds: list[float] = []
     for k in range(num_exits - 1):
         out_n = exit_counts[k]
         threshold = math.inf
         if out_n >= 1:
-            # A sample with no confidence (-inf: NaN logits) never fills a quota.
-            available = remaining & (confidence[k] > -math.inf)
+            available = remaining & scored[k]
             # seen[i]: available samples among the i+1 most confident at exit k.
             seen = available[sorted_index[k]].cumsum(0)
             position = int(torch.searchsorted(seen, out_n))
@@ -105,7 +103,12 @@ def _greedy(
     return tuple(thresholds)
 
 
-def greedy_thresholds(confidence: Tensor, exit_counts: Sequence[int]) -> tuple[float, ...]:
+def greedy_thresholds(
+    confidence: Tensor,
+    exit_counts: Sequence[int],
+    *,
+    presorted: tuple[Tensor, Tensor] | None = None,
+) -> tuple[float, ...]:
     """The reference greedy rule on precomputed ``[exits, samples]`` confidences.
 
     For exit ``k`` the samples that no earlier exit took are walked in descending confidence
@@ -118,6 +121,7 @@ def greedy_thresholds(confidence: Tensor, exit_counts: Sequence[int]) -> tuple[f
     Args:
         confidence: ``[exits, samples]``, larger = more confident.
         exit_counts: Samples wanted at each exit but the last (extra entries are ignored).
+        presorted: ``sort_confidence(confidence)``, to sort once for many calls (a sweep).
 
     Returns:
         One threshold per exit.
@@ -132,8 +136,12 @@ def greedy_thresholds(confidence: Tensor, exit_counts: Sequence[int]) -> tuple[f
         raise ValueError(
             f"exit_counts must be {confidence.shape[0] - 1}+ counts >= 0, got {counts}"
         )
-    clean = _sanitise(confidence)
-    return _greedy(clean, counts, _sort(clean))
+    return _greedy(confidence, counts, presorted or _sort(confidence))
+
+
+def sort_confidence(confidence: Tensor) -> tuple[Tensor, Tensor]:
+    """Each exit's confidences in descending order and the samples they came from."""
+    return _sort(confidence)
 
 
 def _check_fractions(exit_fractions: Sequence[float], num_exits: int) -> list[float]:
@@ -250,7 +258,7 @@ def calibrate_for_cost(
     if target >= cost_values[-1]:
         return EarlyExitPolicy([*never, -math.inf], measure, **context)  # type: ignore[arg-type]
     with torch.no_grad():
-        confidence = _sanitise(exit_confidences(stacked, measure, temps))
+        confidence = exit_confidences(stacked, measure, temps)
         thresholds = _bisect_for_cost(confidence, cost_values, target, _sort(confidence))
     return EarlyExitPolicy(thresholds, measure, **context)  # type: ignore[arg-type]
 
