@@ -430,3 +430,14 @@ def test_patience_step_rejects_missing_or_unindexed_state() -> None:
         policy.step(0, torch.randn(4, 3), {})
     with pytest.raises(ValueError, match="kept samples"):
         policy.step(0, torch.randn(4, 3), policy.initial_state(5))
+
+
+def test_policy_from_dict_dispatches_on_the_measure() -> None:
+    from adanet.policy_io import policy_from_dict
+
+    threshold = EarlyExitPolicy([0.5, -math.inf], temperatures=[2.0, 1.0])
+    patience = PatienceExitPolicy(2, 3, num_classes=5)
+    assert policy_from_dict(threshold.to_dict()) == threshold
+    assert policy_from_dict(patience.to_dict()) == patience
+    with pytest.raises(ValueError):
+        policy_from_dict([0.5])  # type: ignore[arg-type]
