@@ -122,6 +122,7 @@ def test_record_fields() -> None:
         assert isinstance(r, BudgetRecord)
         assert isinstance(r.policy, EarlyExitPolicy)
         assert r.policy.num_classes == 4
+        assert r.policy.cost_convention is None and r.policy.input_size is None
         assert isinstance(r.exit_fractions, tuple) and len(r.exit_fractions) == 3
         assert sum(r.exit_fractions) == pytest.approx(1.0)
         assert 0.0 <= r.accuracy <= 1.0
@@ -133,6 +134,17 @@ def test_record_fields() -> None:
         assert r.accuracy == pytest.approx(float((preds == test_targets).float().mean()))
     with pytest.raises(dataclasses.FrozenInstanceError):
         records[0].accuracy = 1.0  # type: ignore[misc]
+    recorded = budgeted_sweep(
+        val_logits,
+        val_targets,
+        test_logits,
+        test_targets,
+        [1.0, 2.0, 4.0],
+        ps=[1.0],
+        cost_convention="reference",
+        input_size=32,
+    )[0].policy
+    assert (recorded.cost_convention, recorded.input_size) == ("reference", (32, 32))
 
 
 def test_other_measures_run() -> None:

@@ -149,6 +149,8 @@ def budgeted_sweep(
     measure: str = "max_prob",
     *,
     calibrator: None = None,
+    cost_convention: str | None = None,
+    input_size: int | Sequence[int] | None = None,
 ) -> list[BudgetRecord[EarlyExitPolicy]]: ...
 
 
@@ -163,6 +165,8 @@ def budgeted_sweep(
     measure: str = "max_prob",
     *,
     calibrator: Calibrator[PolicyT],
+    cost_convention: str | None = None,
+    input_size: int | Sequence[int] | None = None,
 ) -> list[BudgetRecord[PolicyT]]: ...
 
 
@@ -176,6 +180,8 @@ def budgeted_sweep(
     measure: str = "max_prob",
     *,
     calibrator: Calibrator[PolicyT] | None = None,
+    cost_convention: str | None = None,
+    input_size: int | Sequence[int] | None = None,
 ) -> list[BudgetRecord[EarlyExitPolicy]] | list[BudgetRecord[PolicyT]]:
     """Budgeted-batch sweep of the RANet / MSDNet reference (``dynamic_evaluate``).
 
@@ -200,6 +206,9 @@ def budgeted_sweep(
         calibrator: Instead of the greedy thresholds, any :class:`adanet.ExitPolicy`:
             ``calibrator(p, val_logits, val_targets)`` returns the policy for budget ``p``,
             and its ``simulate`` decides the test samples' exits.
+        cost_convention: Recorded in the calibrated threshold policies (e.g. ``"actual"``,
+            ``"reference"``, ``"latency"``), so they refuse other costs later.
+        input_size: Input size the costs were measured for, recorded likewise.
 
     Returns:
         One :class:`BudgetRecord` per ``p``, in the order of ``ps``.
@@ -244,6 +253,8 @@ def budgeted_sweep(
                     greedy_thresholds(val_conf, counts, presorted=val_sorted),
                     measure,
                     num_classes=num_classes,
+                    cost_convention=cost_convention,
+                    input_size=input_size,
                 )
                 exits = threshold_policy.exits_from_confidence(test_conf)
                 policy = threshold_policy
