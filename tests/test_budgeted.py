@@ -1,10 +1,13 @@
-"""Tests for adanet.budgeted against a plain-loop transcription of the reference protocol."""
+"""Tests for adanet.budgeted and adanet.compat.budgeted_protocol against the oracle data the
+original code produced (``cases/budgeted/visible.pt``, see ../shared/reference/README.md)."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import warnings
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,22 +19,22 @@ from adanet.budgeted import (
     budgeted_sweep,
     warn_if_same_data,
 )
-from adanet.policy import EarlyExitPolicy, geometric_exit_fractions
-from reference_impl.original_dynamic_eval import find_threshold, reference_fractions, with_threshold
+from adanet.calibration import calibrate_shares, geometric_exit_fractions
+from adanet.compat.budgeted_protocol import (
+    reference_exit_counts,
+    reference_expected_cost,
+    reference_sweep_from_probabilities,
+)
+from adanet.policy import EarlyExitPolicy
 
 
-def oracle_sweep(
-    val_logits: Tensor, test_logits: Tensor, test_targets: Tensor, flops: list[float]
-) -> list[tuple[float, float, list[int]]]:
-    """The reference dynamic_evaluate loop over p = 1/20 .. 39/20."""
-    val_probs = torch.softmax(val_logits.float(), dim=2)
-    test_probs = torch.softmax(test_logits.float(), dim=2)
-    out = []
-    for p in range(1, 40):
-        fractions = reference_fractions(p * 1.0 / 20, val_logits.shape[0])
-        thresholds = find_threshold(val_probs, fractions)
-        out.append(with_threshold(test_probs, test_targets, flops, thresholds))
-    return out
+@pytest.fixture(scope="module")
+def oracle(reference_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = torch.load(
+        reference_dir / "cases" / "budgeted" / "visible.pt", weights_only=True
+    )
+    assert len(data["results"]) == 39
+    return data
 
 
 def make_data(
@@ -49,64 +52,63 @@ def make_data(
     return logits, targets
 
 
-COSTS_8 = [15e6, 31e6, 44e6, 60e6, 73e6, 89e6, 101e6, 118e6]
+# --------------------------------------------------------------------------- the oracle
 
 
-# --------------------------------------------------------------------------- agreement
-
-
-def check_against_oracle(
-    records: list[BudgetRecord], oracle: list[tuple[float, float, list[int]]], num_test: int
+def test_reference_arithmetic_equals_the_original_for_all_39_points(
+    oracle: dict[str, Any],
 ) -> None:
-    assert len(records) == len(oracle) == 39
-    for record, (acc_pct, exp_flops, counts) in zip(records, oracle, strict=True):
-        assert abs(100.0 * record.accuracy - acc_pct) <= 0.05, record.p
-        assert record.mean_cost == pytest.approx(exp_flops, rel=1e-3), record.p
-        assert record.exit_fractions == pytest.approx([c / num_test for c in counts], abs=0.0)
-
-
-def test_sweep_reproduces_reference_5000_plus_5000_eight_exits() -> None:
-    val_logits, _ = make_data(8, 5000, 10, seed=1)
-    test_logits, test_targets = make_data(8, 5000, 10, seed=2)
-    val_targets = torch.zeros(5000, dtype=torch.long)
-    records = budgeted_sweep(val_logits, val_targets, test_logits, test_targets, COSTS_8)
-    oracle = oracle_sweep(val_logits, test_logits, test_targets, COSTS_8)
-    check_against_oracle(records, oracle, 5000)
-    # Exact agreement is expected (same greedy rule, same float32 confidences).
-    for record, (acc_pct, _, counts) in zip(records, oracle, strict=True):
-        assert round(record.accuracy * 5000) == round(acc_pct * 50)
-        assert [round(f * 5000) for f in record.exit_fractions] == counts
+    (val_probs, val_targets), (test_probs, test_targets) = oracle["val"], oracle["test"]
+    points = reference_sweep_from_probabilities(
+        val_probs, val_targets, test_probs, test_targets, oracle["flops"]
+    )
+    assert [p.p for p in points] == [r["p"] for r in oracle["results"]] == list(DEFAULT_PS)
+    for point, want in zip(points, oracle["results"], strict=True):
+        assert point.thresholds == want["thresholds"], point.p
+        assert point.val_accuracy_pct == want["val_accuracy_pct"], point.p
+        assert point.test_accuracy_pct == want["test_accuracy_pct"], point.p
+        assert point.expected_flops == want["expected_flops"], point.p
     # The sweep must span the budget range, or agreement would be cheap.
-    assert records[0].mean_cost < 0.3 * COSTS_8[-1] < 0.8 * COSTS_8[-1] < records[-1].mean_cost
+    assert points[0].expected_flops < 0.3 * oracle["flops"][-1] < points[-1].expected_flops
 
 
-@pytest.mark.parametrize(("quantum", "num_classes"), [(0.5, 4), (1.0, 3), (0.25, 10)])
-def test_sweep_reproduces_reference_with_ties(quantum: float, num_classes: int) -> None:
-    val_logits, val_targets = make_data(6, 1500, num_classes, seed=3, quantum=quantum)
-    test_logits, test_targets = make_data(6, 1500, num_classes, seed=4, quantum=quantum)
-    costs = [1e6, 2e6, 3.5e6, 5e6, 7e6, 9e6]
-    records = budgeted_sweep(val_logits, val_targets, test_logits, test_targets, costs)
-    oracle = oracle_sweep(val_logits, test_logits, test_targets, costs)
-    check_against_oracle(records, oracle, 1500)
+def test_budgeted_sweep_on_logits_agrees_with_the_original(oracle: dict[str, Any]) -> None:
+    """The public sweep takes logits; log-probabilities give back the original's softmax up to
+    float32 rounding, so thresholds agree to rounding and the decisions exactly."""
+    (val_probs, val_targets), (test_probs, test_targets) = oracle["val"], oracle["test"]
+    records = budgeted_sweep(
+        val_probs.log(), val_targets, test_probs.log(), test_targets, oracle["flops"]
+    )
+    for record, want in zip(records, oracle["results"], strict=True):
+        got = [
+            1e8 if t == math.inf else -1e8 if t == -math.inf else t
+            for t in record.policy.thresholds
+        ]
+        assert got == pytest.approx(want["thresholds"], rel=1e-6, abs=0), record.p
+        assert 100.0 * record.accuracy == pytest.approx(want["test_accuracy_pct"], abs=1e-9)
+        assert record.mean_cost == pytest.approx(want["expected_flops"], rel=1e-6)
 
 
-def test_sweep_thresholds_equal_oracle_thresholds() -> None:
+def test_reference_counts_and_cost_arithmetic() -> None:
+    # float32 shares round one sample differently from float64 ones here; the reference's
+    # count is the float32 one.
+    assert reference_exit_counts(1.5, 4, 1300) == [160, 240, 360, 540]
+    # (exactly 1300 * 1.5**k / 12.1875: 160, 240, 360, 540; float64 lands just below two.)
+    assert [math.floor(1300 * f) for f in geometric_exit_fractions(1.5, 4)] == [160, 239, 359, 540]
+    assert reference_exit_counts(1.0, 4, 100) == [25, 25, 25, 25]
+    assert reference_exit_counts(1e30, 8, 100)[-1] == 100  # float32 overflow falls back
+    assert reference_expected_cost([1, 1], [1.0, 3.0]) == 2.0
+
+
+def test_sweep_thresholds_are_calibrate_shares_away_from_rounding_edges() -> None:
     val_logits, val_targets = make_data(5, 2000, 5, seed=5, quantum=0.5)
     test_logits, test_targets = make_data(5, 2000, 5, seed=6)
     records = budgeted_sweep(
         val_logits, val_targets, test_logits, test_targets, [1, 2, 3, 4, 5], ps=[0.4, 1.0, 1.6]
     )
-    val_probs = torch.softmax(val_logits, dim=2)
     for record in records:
-        want = find_threshold(val_probs, reference_fractions(record.p, 5))
-        got = [
-            1e8 if t == math.inf else -1e8 if t == -math.inf else t
-            for t in record.policy.thresholds
-        ]
-        assert got == want
-        # Away from float32 rounding edge cases this is calibrate() with the float64 shares.
         fractions = geometric_exit_fractions(record.p, 5)
-        assert record.policy == EarlyExitPolicy.calibrate(val_logits, fractions)
+        assert record.policy == calibrate_shares(val_logits, fractions)
 
 
 def test_record_fields() -> None:
@@ -119,6 +121,8 @@ def test_record_fields() -> None:
     for r in records:
         assert isinstance(r, BudgetRecord)
         assert isinstance(r.policy, EarlyExitPolicy)
+        assert r.policy.num_classes == 4
+        assert r.policy.cost_convention is None and r.policy.input_size is None
         assert isinstance(r.exit_fractions, tuple) and len(r.exit_fractions) == 3
         assert sum(r.exit_fractions) == pytest.approx(1.0)
         assert 0.0 <= r.accuracy <= 1.0
@@ -130,6 +134,17 @@ def test_record_fields() -> None:
         assert r.accuracy == pytest.approx(float((preds == test_targets).float().mean()))
     with pytest.raises(dataclasses.FrozenInstanceError):
         records[0].accuracy = 1.0  # type: ignore[misc]
+    recorded = budgeted_sweep(
+        val_logits,
+        val_targets,
+        test_logits,
+        test_targets,
+        [1.0, 2.0, 4.0],
+        ps=[1.0],
+        cost_convention="reference",
+        input_size=32,
+    )[0].policy
+    assert (recorded.cost_convention, recorded.input_size) == ("reference", (32, 32))
 
 
 def test_other_measures_run() -> None:
@@ -185,8 +200,26 @@ def test_input_validation() -> None:
         sweep(test_targets=test_targets[:79])
     with pytest.raises(ValueError, match="val_targets"):
         sweep(val_targets=val_targets[:5])
-    with pytest.raises(ValueError, match="1-D"):
+    with pytest.raises(ValueError, match=r"shape \[N\]"):
         sweep(test_targets=test_targets.view(8, 10))
+    with pytest.raises(ValueError, match=r"shape \[N\]"):
+        sweep(test_targets=test_targets.view(80, 1))
+    with pytest.raises(TypeError, match="integer dtype"):
+        sweep(test_targets=test_targets.float())
+    with pytest.raises(TypeError, match="integer dtype"):
+        sweep(val_targets=val_targets.bool())
+    with pytest.raises(ValueError, match=r"outside \[0, 4\)"):
+        sweep(test_targets=test_targets + 4)
+    with pytest.raises(ValueError, match=r"class index -1"):
+        sweep(val_targets=val_targets - 1)
+    with pytest.raises(TypeError, match="ps must be"):
+        sweep(ps="12")
+    with pytest.raises(TypeError, match="p must be"):
+        sweep(ps=[1.0, "2"])
+    with pytest.raises(ValueError, match="finite"):
+        sweep(costs=[1.0, math.nan, 3.0])
+    with pytest.raises(TypeError, match="costs"):
+        sweep(costs="123")
     with pytest.raises(ValueError, match="costs has 2 entries"):
         sweep(costs=[1.0, 2.0])
     with pytest.raises(ValueError, match="non-decreasing"):
@@ -203,3 +236,72 @@ def test_input_validation() -> None:
         sweep(measure="patience")
     with pytest.raises(ValueError, match="3 dimensions"):
         sweep(test_logits=test_logits[0])
+
+
+# --------------------------------------------------------------------------- any ExitPolicy
+
+
+class FirstConfidentGate:
+    """A policy written without adanet: leave once the top logit beats the runner-up by a
+    fixed gap that shrinks with depth."""
+
+    def __init__(self, gaps: list[float]) -> None:
+        self.gaps = gaps
+        self.num_exits = len(gaps)
+
+    def initial_state(self, batch_size: int, device: object = None) -> dict[str, Tensor]:
+        return {}
+
+    def step(self, exit_index: int, logits: Tensor, state: Any) -> tuple[Tensor, Any]:
+        top = logits.topk(2, dim=1).values
+        return (top[:, 0] - top[:, 1]) >= self.gaps[exit_index], state
+
+    def simulate(self, logits: Tensor) -> Tensor:
+        top = logits.topk(2, dim=2).values
+        gaps = torch.tensor(self.gaps).view(-1, 1)
+        leave = (top[..., 0] - top[..., 1]) >= gaps
+        leave[-1] = True
+        return leave.to(torch.int8).argmax(dim=0)
+
+
+def test_custom_policy_through_calibrator() -> None:
+    val_logits, val_targets = make_data(4, 300, 5, seed=21)
+    test_logits, test_targets = make_data(4, 300, 5, seed=22)
+    seen: list[tuple[float, int]] = []
+
+    def calibrator(p: float, logits: Tensor, targets: Tensor) -> FirstConfidentGate:
+        seen.append((p, logits.shape[1]))
+        return FirstConfidentGate([3.0 * p, 2.0 * p, p, 0.0])
+
+    records = budgeted_sweep(
+        val_logits,
+        val_targets,
+        test_logits,
+        test_targets,
+        [1, 2, 3, 4],
+        ps=[0.5, 2.0],
+        calibrator=calibrator,
+    )
+    assert seen == [(0.5, 300), (2.0, 300)]
+    for record in records:
+        assert isinstance(record.policy, FirstConfidentGate)
+        exits = record.policy.simulate(test_logits)
+        counts = torch.bincount(exits, minlength=4)
+        assert record.exit_fractions == tuple(c / 300 for c in counts.tolist())
+        preds = test_logits.argmax(dim=2).gather(0, exits.unsqueeze(0)).squeeze(0)
+        assert record.accuracy == pytest.approx(float((preds == test_targets).double().mean()))
+    assert records[0].mean_cost < records[1].mean_cost
+
+    def broken(p: float, logits: Tensor, targets: Tensor) -> object:
+        return None
+
+    with pytest.raises(TypeError, match="ExitPolicy"):
+        budgeted_sweep(
+            val_logits,
+            val_targets,
+            test_logits,
+            test_targets,
+            [1, 2, 3, 4],
+            ps=[1.0],
+            calibrator=broken,  # type: ignore[arg-type]
+        )

@@ -1,10 +1,18 @@
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
 import adanet
-from adanet import EarlyExitResult, RANet, RANetConfig, early_exit, measure_exit_costs
+from adanet import (
+    EarlyExitResult,
+    PatienceExitPolicy,
+    RANet,
+    RANetConfig,
+    early_exit,
+    measure_exit_costs,
+)
 from adanet.policy import EarlyExitPolicy
 
 INF = float("inf")
@@ -70,7 +78,7 @@ def test_patience_policy_equals_simulation(
     reference_model: RANet, batch_and_logits: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
     x, logits = batch_and_logits
-    _check_against_simulation(reference_model, x, logits, EarlyExitPolicy.with_patience(2, 8))
+    _check_against_simulation(reference_model, x, logits, PatienceExitPolicy(2, 8))
 
 
 def test_everybody_at_the_first_or_the_last_exit(
@@ -94,9 +102,120 @@ def test_custom_costs_and_errors() -> None:
     assert result.cost.tolist() == [1.0] * 4 and result.mean_cost == 1.0
     with pytest.raises(ValueError, match="costs has 2 entries"):
         early_exit(model, x, policy, costs=[1.0, 2.0])
-    with pytest.raises(ValueError, match="the policy has 3 thresholds but the model has 6"):
+    with pytest.raises(ValueError, match="the policy decides for 3 exits but the model has 6"):
         early_exit(model, x, EarlyExitPolicy([0.5, 0.5, 0.5]))
     with pytest.raises(ValueError, match="too small"):
         early_exit(model, torch.randn(4, 3, 8, 8), policy)
     with pytest.raises(RuntimeError, match="eval mode"):
         early_exit(model.train(), x, policy)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def small_model() -> RANet:
+    torch.manual_seed(0)
+    return RANet(RANetConfig(num_blocks=1, block_step=1, step=1, num_classes=4)).eval()
+
+
+def test_missing_or_wrong_policy_is_a_type_error(small_model: RANet) -> None:
+    x = torch.randn(2, 3, 32, 32)
+    for bad in (None, "max_prob", [0.5] * small_model.num_exits, object()):
+        with pytest.raises(TypeError, match="ExitPolicy"):
+            early_exit(small_model, x, bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "costs",
+    [
+        [math.nan, 1.0],
+        [-1.0, 1.0],
+        [1.0, math.inf],
+        [2.0, 1.0],
+        "12",
+        [1.0, "2"],
+    ],
+)
+def test_bad_costs_are_refused(small_model: RANet, costs: object) -> None:
+    num_exits = small_model.num_exits
+    full = list(costs) if isinstance(costs, list) else costs
+    if isinstance(full, list):
+        full = [0.5] * (num_exits - 2) + full
+    policy = EarlyExitPolicy([INF] * num_exits)
+    with pytest.raises((TypeError, ValueError), match="costs"):
+        early_exit(small_model, torch.randn(2, 3, 32, 32), policy, costs=full)  # type: ignore[arg-type]
+
+
+def test_policy_for_another_model_is_refused(small_model: RANet) -> None:
+    n = small_model.num_exits
+    x = torch.randn(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="num_classes=10"):
+        early_exit(small_model, x, EarlyExitPolicy([INF] * n, num_classes=10))
+    with pytest.raises(ValueError, match="input_size"):
+        early_exit(small_model, x, EarlyExitPolicy([INF] * n, input_size=64))
+    reference = EarlyExitPolicy([INF] * n, cost_convention="reference")
+    with pytest.raises(ValueError, match="cost_convention"):
+        early_exit(small_model, x, reference, convention="actual")
+    # Without an explicit convention the recorded one is used.
+    costs = torch.tensor(
+        [c.macs for c in measure_exit_costs(small_model, 32, convention="reference")]
+    )
+    assert torch.equal(early_exit(small_model, x, reference).cost, costs.double()[[-1, -1]])
+    fits = EarlyExitPolicy([INF] * n, num_classes=4, input_size=(3, 32, 32))
+    assert early_exit(small_model, x, fits).exit_index.tolist() == [n - 1, n - 1]
+
+
+def test_nan_images_go_to_the_last_exit_without_disturbing_others(small_model: RANet) -> None:
+    n = small_model.num_exits
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        logits = torch.stack(small_model(x))
+    policy = EarlyExitPolicy.calibrate(logits, [0.5] + [0.0] * (n - 2) + [0.5])
+    clean = early_exit(small_model, x, policy)
+    x_bad = x.clone()
+    x_bad[2] = math.nan
+    result = early_exit(small_model, x_bad, policy)
+    assert int(result.exit_index[2]) == n - 1
+    assert bool(result.logits[2].isnan().any())
+    keep = [0, 1, 3, 4, 5]
+    assert torch.equal(result.exit_index[keep], clean.exit_index[keep])
+    torch.testing.assert_close(result.logits[keep], clean.logits[keep], rtol=1e-4, atol=1e-5)
+
+
+class EvenSamplesFirst:
+    """A policy that subclasses nothing from adanet: even-indexed samples (by their position in
+    the input, carried as state) leave at exit 0, the rest at the last exit."""
+
+    def __init__(self, num_exits: int) -> None:
+        self.num_exits = num_exits
+
+    def initial_state(self, batch_size: int, device: object = None) -> dict[str, torch.Tensor]:
+        return {"position": torch.arange(batch_size, device=device)}
+
+    def step(
+        self, exit_index: int, logits: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assert state["position"].shape[0] == logits.shape[0]  # compacted with the batch
+        leave = (
+            (state["position"] % 2 == 0)
+            if exit_index == 0
+            else torch.zeros_like(state["position"], dtype=torch.bool)
+        )
+        return leave, state
+
+    def simulate(self, logits: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(logits.shape[1])
+        return torch.where(positions % 2 == 0, 0, self.num_exits - 1)
+
+
+def test_custom_policy_object_runs_through_early_exit(small_model: RANet) -> None:
+    policy = EvenSamplesFirst(small_model.num_exits)
+    assert isinstance(policy, adanet.ExitPolicy)
+    x = torch.randn(7, 3, 32, 32)
+    with torch.no_grad():
+        logits = torch.stack(small_model(x))
+    result = early_exit(small_model, x, policy)
+    assert torch.equal(result.exit_index, policy.simulate(logits))
+    chosen = logits[result.exit_index, torch.arange(7)]
+    torch.testing.assert_close(result.logits, chosen, rtol=1e-4, atol=1e-5)

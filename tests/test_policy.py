@@ -1,4 +1,5 @@
-"""Tests for adanet.policy: thresholds, measures, calibration and the incremental API."""
+"""Tests for adanet.policy (threshold policies) and adanet.patience: decisions, measures,
+temperatures, recorded context, JSON form and the incremental API."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 import torch
 from torch import Tensor
 
-from adanet.policy import MEASURES, EarlyExitPolicy, geometric_exit_fractions
-from reference_impl.original_dynamic_eval import find_threshold
+from adanet import PatienceExitPolicy
+from adanet.calibration import calibrate_shares, geometric_exit_fractions
+from adanet.policy import MEASURES, EarlyExitPolicy
 
 CALIBRATABLE = ("max_prob", "entropy", "margin")
 
@@ -35,22 +37,10 @@ def make_logits(
     return logits
 
 
-def oracle_find_threshold(
-    logits: Tensor, targets: Tensor, fractions: list[float]
-) -> tuple[list[float], list[int]]:
-    """The original's thresholds (on softmax probabilities, as it stored them) and the exit
-    each sample takes under them."""
-    probs = torch.softmax(logits.float(), dim=2)
-    thresholds = find_threshold(probs, fractions)
-    max_preds = probs.max(dim=2).values.tolist()
-    exits = [
-        next(k for k in range(len(thresholds)) if max_preds[k][i] >= thresholds[k])
-        for i in range(probs.shape[1])
-    ]
-    return thresholds, exits
+AnyPolicy = EarlyExitPolicy | PatienceExitPolicy
 
 
-def run_incremental(policy: EarlyExitPolicy, logits: Tensor) -> Tensor:
+def run_incremental(policy: AnyPolicy, logits: Tensor) -> Tensor:
     """Drives step() like a real early-exit loop: samples that leave are dropped."""
     num_exits, num_samples, _ = logits.shape
     exits = torch.full((num_samples,), -1, dtype=torch.long, device=logits.device)
@@ -81,39 +71,14 @@ def brute_force_patience(logits: Tensor, k: int) -> list[int]:
     return exits
 
 
-def all_policies(num_exits: int, logits: Tensor) -> Iterator[EarlyExitPolicy]:
+def all_policies(num_exits: int, logits: Tensor) -> Iterator[AnyPolicy]:
     fractions = geometric_exit_fractions(0.7, num_exits)
     for measure in CALIBRATABLE:
-        yield EarlyExitPolicy.calibrate(logits, fractions, measure=measure)
+        yield calibrate_shares(logits, fractions, measure=measure)
+        temperatures = [0.5 + 0.3 * k for k in range(num_exits)]
+        yield calibrate_shares(logits, fractions, measure=measure, temperatures=temperatures)
     for k in (1, 2, 3):
-        yield EarlyExitPolicy.with_patience(k, num_exits)
-
-
-# --------------------------------------------------------------------------- geometric fractions
-
-
-def test_geometric_fractions_match_reference_formula() -> None:
-    for p in (0.05, 0.5, 1.0, 1.35, 1.95):
-        fractions = geometric_exit_fractions(p, 8)
-        reference = [p**k for k in range(1, 9)]
-        total = sum(reference)
-        assert fractions == pytest.approx([r / total for r in reference], rel=1e-12)
-        assert math.fsum(fractions) == pytest.approx(1.0, abs=1e-12)
-    assert geometric_exit_fractions(1.0, 4) == pytest.approx([0.25] * 4)
-    assert geometric_exit_fractions(3.0, 1) == [1.0]
-
-
-def test_geometric_fractions_are_stable_for_extreme_p() -> None:
-    large = geometric_exit_fractions(1e4, 100)
-    small = geometric_exit_fractions(1e-4, 100)
-    assert all(math.isfinite(f) for f in large + small)
-    assert large[-1] > 0.999 and small[0] > 0.999
-
-
-@pytest.mark.parametrize(("p", "n"), [(0.0, 3), (-1.0, 3), (math.nan, 3), (0.5, 0), (0.5, -2)])
-def test_geometric_fractions_errors(p: float, n: int) -> None:
-    with pytest.raises(ValueError):
-        geometric_exit_fractions(p, n)
+        yield PatienceExitPolicy(k, num_exits)
 
 
 # --------------------------------------------------------------------------- basic object
@@ -196,22 +161,24 @@ def test_margin_confidence_value() -> None:
     assert EarlyExitPolicy([0.2 + 1e-5, 0], measure="margin").simulate(logits).tolist() == [1]
 
 
-def test_patience_factory() -> None:
-    policy = EarlyExitPolicy.with_patience(3, 6)
+def test_patience_policy_and_deprecated_factory() -> None:
+    policy = PatienceExitPolicy(3, 6)
     assert policy.measure == "patience"
     assert policy.patience == 3
     assert policy.num_exits == 6
-    assert "patience" in repr(policy)
-    with pytest.raises(ValueError):
-        EarlyExitPolicy.with_patience(0, 6)
-    with pytest.raises(ValueError):
-        EarlyExitPolicy.with_patience(2, 0)
+    assert repr(policy) == "PatienceExitPolicy(3, num_exits=6)"
+    with pytest.warns(DeprecationWarning, match="PatienceExitPolicy"):
+        alias = EarlyExitPolicy.with_patience(3, 6)
+    assert alias == policy and isinstance(alias, PatienceExitPolicy)
+    for k, n in ((0, 6), (2, 0), (True, 3), (2.0, 3)):
+        with pytest.raises(ValueError):
+            PatienceExitPolicy(k, n)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
 def test_patience_rule_matches_brute_force(k: int) -> None:
     logits = make_logits(num_exits=6, num_samples=800, num_classes=3, seed=k)
-    policy = EarlyExitPolicy.with_patience(k, 6)
+    policy = PatienceExitPolicy(k, 6)
     expected = brute_force_patience(logits, k)
     assert policy.simulate(logits).tolist() == expected
     assert run_incremental(policy, logits).tolist() == expected
@@ -226,18 +193,18 @@ def test_patience_rule_matches_brute_force(k: int) -> None:
 def test_step_matches_simulate_for_every_measure(quantum: float | None) -> None:
     logits = make_logits(num_exits=6, num_samples=1500, num_classes=4, seed=3, quantum=quantum)
     policies = list(all_policies(6, logits))
-    assert {p.measure for p in policies} == set(MEASURES)
+    assert {p.measure for p in policies} == {*MEASURES, "patience"}
     for policy in policies:
         simulated = policy.simulate(logits)
         incremental = run_incremental(policy, logits)
         assert torch.equal(simulated, incremental), policy
         # Several exits must actually be used, or the comparison would be vacuous.
-        if policy.measure != "patience" or policy.patience != 1:
+        if not isinstance(policy, PatienceExitPolicy) or policy.patience != 1:
             assert torch.unique(simulated).numel() >= 2, policy
 
 
 def test_state_tensors_are_batch_first() -> None:
-    policy = EarlyExitPolicy.with_patience(2, 3)
+    policy = PatienceExitPolicy(2, 3)
     state = policy.initial_state(7, "cpu")
     assert state and all(v.shape[0] == 7 for v in state.values())
     _, new_state = policy.step(0, torch.randn(7, 5), state)
@@ -293,132 +260,6 @@ def test_step_on_cuda_without_sync_matches_simulate() -> None:
         assert torch.equal(exits, run_incremental(policy, logits)), policy
 
 
-# --------------------------------------------------------------------------- calibration
-
-
-def reference_fractions(p: float, num_exits: int) -> list[float]:
-    """The reference's float32 computation of the geometric shares."""
-    p_t = torch.tensor([p], dtype=torch.float32)
-    probs = torch.exp(torch.log(p_t) * torch.arange(1, num_exits + 1, dtype=torch.float32))
-    probs /= probs.sum()
-    return probs.tolist()
-
-
-@pytest.mark.parametrize(
-    ("quantum", "num_classes", "seed"), [(None, 10, 0), (0.5, 4, 1), (1.0, 3, 2), (1.0, 6, 3)]
-)
-def test_calibrate_reproduces_reference_greedy_rule(
-    quantum: float | None, num_classes: int, seed: int
-) -> None:
-    logits = make_logits(
-        num_exits=6, num_samples=1200, num_classes=num_classes, seed=seed, quantum=quantum
-    )
-    targets = torch.zeros(1200, dtype=torch.long)
-    if quantum is not None:
-        # Quantised logits must really produce tied confidences, or the test proves nothing.
-        conf = torch.softmax(logits, dim=2).amax(dim=2)
-        assert torch.unique(conf[0]).numel() < 600
-    for p in (0.05, 0.3, 0.75, 1.0, 1.4, 1.95):
-        fractions = reference_fractions(p, 6)
-        want_thresholds, want_exits = oracle_find_threshold(logits, targets, fractions)
-        policy = EarlyExitPolicy.calibrate(logits, fractions)
-        got = [1e8 if t == math.inf else (-1e8 if t == -math.inf else t) for t in policy.thresholds]
-        assert got == want_thresholds, p
-        assert policy.simulate(logits).tolist() == want_exits, p
-
-
-def test_calibrate_edge_shares_zero_and_too_many() -> None:
-    logits = make_logits(num_exits=4, num_samples=100)
-    # floor(100 * 0.005) == 0 -> the reference never sets a threshold -> nobody leaves.
-    policy = EarlyExitPolicy.calibrate(logits, [0.005, 0.5, 0.0, 0.495])
-    assert policy.thresholds[0] == math.inf and policy.thresholds[2] == math.inf
-    assert policy.thresholds[-1] == -math.inf
-    counts = torch.bincount(policy.simulate(logits), minlength=4).tolist()
-    assert counts == [0, 50, 0, 50]
-
-
-def test_calibrate_sixty_percent_at_first_exit() -> None:
-    logits = make_logits(num_exits=3, num_samples=5000, seed=7)
-    for measure in CALIBRATABLE:
-        policy = EarlyExitPolicy.calibrate(logits, [0.6, 0.2, 0.2], measure=measure)
-        counts = torch.bincount(policy.simulate(logits), minlength=3).tolist()
-        assert counts == [3000, 1000, 1000], measure
-
-
-def test_calibrate_accepts_list_of_tensors() -> None:
-    logits = make_logits(num_exits=3, num_samples=500)
-    fractions = [0.3, 0.3, 0.4]
-    assert EarlyExitPolicy.calibrate(list(logits), fractions) == EarlyExitPolicy.calibrate(
-        logits, fractions
-    )
-
-
-@pytest.mark.parametrize(
-    "fractions",
-    [[0.5, 0.5], [0.5, 0.25, 0.25, 0.0], [0.5, -0.1, 0.6], [0.5, 0.2, 0.2], [0.4, 0.4, 0.3]],
-)
-def test_calibrate_rejects_bad_fractions(fractions: list[float]) -> None:
-    with pytest.raises(ValueError, match="exit_fractions"):
-        EarlyExitPolicy.calibrate(make_logits(num_exits=3, num_samples=20), fractions)
-
-
-def test_calibrate_tolerates_rounding_in_fractions() -> None:
-    logits = make_logits(num_exits=3, num_samples=20)
-    EarlyExitPolicy.calibrate(logits, [0.1, 0.2, 0.7 + 5e-7])
-
-
-def test_calibrate_rejects_patience_and_unknown_measures() -> None:
-    logits = make_logits(num_exits=3, num_samples=20)
-    with pytest.raises(ValueError, match="max_prob"):
-        EarlyExitPolicy.calibrate(logits, [0.2, 0.3, 0.5], measure="patience")
-    with pytest.raises(ValueError, match="max_prob"):
-        EarlyExitPolicy.calibrate(logits, [0.2, 0.3, 0.5], measure="confidence")
-
-
-# --------------------------------------------------------------------------- calibrate_for_cost
-
-
-def mean_cost(policy: EarlyExitPolicy, logits: Tensor, costs: list[float]) -> float:
-    counts = torch.bincount(policy.simulate(logits), minlength=len(costs)).tolist()
-    return sum(c * w for c, w in zip(counts, costs, strict=True)) / logits.shape[1]
-
-
-@pytest.mark.parametrize("measure", CALIBRATABLE)
-def test_calibrate_for_cost_meets_budget(measure: str) -> None:
-    logits = make_logits(num_exits=5, num_samples=3000, seed=11)
-    costs = [10.0, 25.0, 45.0, 70.0, 100.0]
-    previous = -1.0
-    for target in (12.0, 20.0, 40.0, 60.0, 85.0, 99.0):
-        policy = EarlyExitPolicy.calibrate_for_cost(logits, costs, target, measure=measure)
-        spent = mean_cost(policy, logits, costs)
-        assert spent <= target + 1e-9
-        # With 3000 continuous samples the geometric family can get close to the budget.
-        assert spent >= target - 0.05 * (costs[-1] - costs[0]), (target, spent)
-        assert spent >= previous
-        previous = spent
-        assert policy.measure == measure
-
-
-def test_calibrate_for_cost_extremes() -> None:
-    logits = make_logits(num_exits=4, num_samples=400)
-    costs = [1.0, 2.0, 3.0, 4.0]
-    all_last = EarlyExitPolicy.calibrate_for_cost(logits, costs, 4.0)
-    assert all_last.simulate(logits).tolist() == [3] * 400
-    assert EarlyExitPolicy.calibrate_for_cost(logits, costs, 1e9) == all_last
-    all_first = EarlyExitPolicy.calibrate_for_cost(logits, costs, 1.0)
-    assert all_first.simulate(logits).tolist() == [0] * 400
-    with pytest.raises(ValueError, match="costs\\[0\\]"):
-        EarlyExitPolicy.calibrate_for_cost(logits, costs, 0.99)
-
-
-@pytest.mark.parametrize(
-    "costs", [[1.0, 2.0, 3.0], [1.0, 3.0, 2.0, 4.0], [-1.0, 2.0, 3.0, 4.0], [1, 2, math.nan, 4]]
-)
-def test_calibrate_for_cost_rejects_bad_costs(costs: list[float]) -> None:
-    with pytest.raises(ValueError, match="costs"):
-        EarlyExitPolicy.calibrate_for_cost(make_logits(num_exits=4, num_samples=20), costs, 2.0)
-
-
 # --------------------------------------------------------------------------- serialisation
 
 
@@ -430,10 +271,12 @@ def test_to_dict_round_trip_through_strict_json() -> None:
         EarlyExitPolicy([0.3]),
     ]
     for policy in policies:
-        text = json.dumps(policy.to_dict(), allow_nan=False)
-        restored = EarlyExitPolicy.from_dict(json.loads(text))
+        data = policy.to_dict()
+        # The keys other readers (the CLI, the numpy ONNX runner) rely on stay there.
+        assert {"measure", "thresholds"} <= set(data)
+        text = json.dumps(data, allow_nan=False)
+        restored = type(policy).from_dict(json.loads(text))
         assert restored == policy
-        assert restored.thresholds == policy.thresholds
         assert restored.measure == policy.measure
         assert restored.patience == policy.patience
         assert hash(restored) == hash(policy)
@@ -441,6 +284,70 @@ def test_to_dict_round_trip_through_strict_json() -> None:
             restored.simulate(logits[:1].repeat(policy.num_exits, 1, 1)),
             policy.simulate(logits[:1].repeat(policy.num_exits, 1, 1)),
         )
+
+
+def test_temperatures_and_context_round_trip() -> None:
+    policy = EarlyExitPolicy(
+        [0.7, math.inf, -math.inf],
+        "entropy",
+        temperatures=[1.5, 1.0, 0.75],
+        num_classes=10,
+        cost_convention="reference",
+        input_size=(3, 32, 32),
+    )
+    data = json.loads(json.dumps(policy.to_dict(), allow_nan=False))
+    assert data == {
+        "measure": "entropy",
+        "thresholds": [0.7, "inf", "-inf"],
+        "temperatures": [1.5, 1.0, 0.75],
+        "num_classes": 10,
+        "cost_convention": "reference",
+        "input_size": [32, 32],
+    }
+    restored = EarlyExitPolicy.from_dict(data)
+    assert restored == policy and restored.temperatures == (1.5, 1.0, 0.75)
+    assert restored.input_size == (32, 32)
+    assert restored != EarlyExitPolicy([0.7, math.inf, -math.inf], "entropy")
+    # A file from before these keys existed still loads, with nothing recorded.
+    old = EarlyExitPolicy.from_dict({"measure": "max_prob", "thresholds": [0.5, "-inf"]})
+    assert old.temperatures is None and old.num_classes is None and old.input_size is None
+    old_patience = PatienceExitPolicy.from_dict({"measure": "patience", "thresholds": [2.0] * 4})
+    assert old_patience == PatienceExitPolicy(2, 4)
+    assert policy.with_context(num_classes=100).num_classes == 100
+
+
+def test_temperatures_divide_logits_before_the_measure() -> None:
+    logits = make_logits(num_exits=3, num_samples=400)
+    temps = [3.0, 0.5, 1.0]
+    scaled = logits / torch.tensor(temps).view(3, 1, 1)
+    for measure in CALIBRATABLE:
+        with_t = EarlyExitPolicy([0.6, 0.6, 0.0], measure, temperatures=temps)
+        plain = EarlyExitPolicy([0.6, 0.6, 0.0], measure)
+        assert torch.equal(with_t.simulate(logits), plain.simulate(scaled))
+        assert not torch.equal(with_t.simulate(logits), plain.simulate(logits))
+        assert torch.equal(run_incremental(with_t, logits), with_t.simulate(logits))
+
+
+def test_recorded_classes_are_enforced() -> None:
+    policy = EarlyExitPolicy([0.5, 0.0], num_classes=10)
+    with pytest.raises(ValueError, match="10 classes"):
+        policy.simulate(torch.randn(2, 5, 100))
+    with pytest.raises(ValueError, match="10 classes"):
+        policy.step(0, torch.randn(5, 100), {})
+    with pytest.raises(ValueError, match="10 classes"):
+        PatienceExitPolicy(2, 2, num_classes=10).simulate(torch.randn(2, 5, 100))
+
+
+def test_non_finite_logits_are_handled_on_purpose() -> None:
+    logits = torch.zeros(3, 4, 5)
+    logits[0, 0, 1] = math.inf  # infinitely sure: max_prob 1, leaves at once
+    logits[0, 1, :] = math.nan  # no prediction at exit 0
+    logits[:, 2, :] = math.nan  # a NaN image: never confident anywhere
+    logits[0, 3, :] = -math.inf  # no class possible
+    for measure in CALIBRATABLE:
+        policy = EarlyExitPolicy([0.9, 0.0, 0.0], measure)
+        assert policy.simulate(logits).tolist() == [0, 1, 2, 1], measure
+        assert run_incremental(policy, logits).tolist() == [0, 1, 2, 1], measure
 
 
 def test_from_dict_errors() -> None:
@@ -452,6 +359,12 @@ def test_from_dict_errors() -> None:
         EarlyExitPolicy.from_dict({"thresholds": [0.1], "measure": "nope"})
     with pytest.raises(ValueError):
         EarlyExitPolicy.from_dict({"thresholds": "0.1"})
+    with pytest.raises(ValueError, match="PatienceExitPolicy"):
+        EarlyExitPolicy.from_dict({"thresholds": [2, 2], "measure": "patience"})
+    with pytest.raises(ValueError):
+        EarlyExitPolicy.from_dict({"thresholds": [0.1], "temperatures": "1"})
+    with pytest.raises(ValueError):
+        PatienceExitPolicy.from_dict({"thresholds": [0.1]})
 
 
 def test_repr_and_eq() -> None:
@@ -476,12 +389,20 @@ def test_threshold_count_mismatch_names_both_numbers() -> None:
 def test_constructor_errors() -> None:
     with pytest.raises(ValueError, match="NaN"):
         EarlyExitPolicy([0.5, math.nan, 0.0])
-    with pytest.raises(ValueError, match="'max_prob', 'entropy', 'margin', 'patience'"):
+    with pytest.raises(ValueError, match="'max_prob', 'entropy', 'margin'"):
         EarlyExitPolicy([0.5], measure="maxprob")
     with pytest.raises(ValueError):
         EarlyExitPolicy([])
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):
         EarlyExitPolicy(["a", 0.1])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        EarlyExitPolicy("0.5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        EarlyExitPolicy([0.5, 0.1], temperatures=[1.0, -1.0])
+    with pytest.raises(ValueError):
+        EarlyExitPolicy([0.5, 0.1], num_classes=0)
+    with pytest.raises(ValueError):
+        EarlyExitPolicy([0.5, 0.1], input_size=(0, 3))
 
 
 @pytest.mark.parametrize(
@@ -504,8 +425,19 @@ def test_malformed_logits_and_indices(call: Callable[[EarlyExitPolicy], object])
 
 
 def test_patience_step_rejects_missing_or_unindexed_state() -> None:
-    policy = EarlyExitPolicy.with_patience(2, 3)
+    policy = PatienceExitPolicy(2, 3)
     with pytest.raises(ValueError, match="initial_state"):
         policy.step(0, torch.randn(4, 3), {})
     with pytest.raises(ValueError, match="kept samples"):
         policy.step(0, torch.randn(4, 3), policy.initial_state(5))
+
+
+def test_policy_from_dict_dispatches_on_the_measure() -> None:
+    from adanet.policy_io import policy_from_dict
+
+    threshold = EarlyExitPolicy([0.5, -math.inf], temperatures=[2.0, 1.0])
+    patience = PatienceExitPolicy(2, 3, num_classes=5)
+    assert policy_from_dict(threshold.to_dict()) == threshold
+    assert policy_from_dict(patience.to_dict()) == patience
+    with pytest.raises(ValueError):
+        policy_from_dict([0.5])  # type: ignore[arg-type]

@@ -29,15 +29,20 @@ from .evaluation import (
     evaluate_anytime,
     evaluate_policy,
 )
+from .exit_policy import ExitPolicy
 from .export import ExportedEarlyExit, export_stages
 from .inference import EarlyExitResult, early_exit
+from .latency import measure_exit_latency
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from .onnx import export_onnx
 from .optimize import compile_for_early_exit, optimize_for_inference
+from .patience import PatienceExitPolicy
 from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .pretrained import load_pretrained, save_pretrained
 from .protocol import EarlyExitNetwork, select_samples
+from .risk import calibrate, calibrate_risk
+from .temperature import fit_temperatures
 
 try:
     __version__ = version("adanet-torch")
@@ -56,6 +61,7 @@ __all__ = [
     "EarlyExitResult",
     "ExitCost",
     "ExitHead",
+    "ExitPolicy",
     "ExportedEarlyExit",
     "FusionBlock",
     "MSDNet",
@@ -64,6 +70,7 @@ __all__ = [
     "MultiScaleDenseLayer",
     "MultiScaleStem",
     "MultiScaleTransition",
+    "PatienceExitPolicy",
     "PolicyEvaluation",
     "RANet",
     "RANetConfig",
@@ -71,6 +78,8 @@ __all__ = [
     "ScaleBranch",
     "__version__",
     "budgeted_sweep",
+    "calibrate",
+    "calibrate_risk",
     "compile_for_early_exit",
     "data",
     "early_exit",
@@ -78,11 +87,13 @@ __all__ = [
     "evaluate_policy",
     "export_onnx",
     "export_stages",
+    "fit_temperatures",
     "geometric_exit_fractions",
     "load_pretrained",
     "load_reference_checkpoint",
     "losses",
     "measure_exit_costs",
+    "measure_exit_latency",
     "optimize_for_inference",
     "save_atomic",
     "save_pretrained",

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .cost_table import check_costs
 from .costs import Convention, measure_exit_costs
-from .policy import EarlyExitPolicy
+from .exit_policy import ExitPolicy, check_policy, check_policy_fits
 from .protocol import EarlyExitNetwork, select_samples
 
-__all__ = ["EarlyExitResult", "early_exit", "exit_costs_for"]
+__all__ = ["EarlyExitResult", "early_exit", "exit_costs_for", "resolve_convention"]
+
+_CONVENTIONS = ("actual", "reference")
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,41 @@ def exit_costs_for(
     return cache[key]
 
 
+def resolve_convention(policy: ExitPolicy, convention: Convention | None) -> Convention:
+    """The cost convention to measure with: the given one, else the policy's, else "actual".
+
+    Raises:
+        ValueError: If ``convention`` is not a known convention, or differs from the one the
+            policy records.
+    """
+    recorded = getattr(policy, "cost_convention", None)
+    if convention is None:
+        return "reference" if recorded == "reference" else "actual"
+    if convention not in _CONVENTIONS:
+        raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
+    check_policy_fits(policy, num_exits=policy.num_exits, cost_convention=convention)
+    return convention
+
+
+def _cost_table(
+    model: EarlyExitNetwork,
+    x: Tensor,
+    policy: ExitPolicy,
+    costs: Sequence[float] | Tensor | None,
+    convention: Convention | None,
+) -> Tensor:
+    if costs is None:
+        return exit_costs_for(model, x.shape[1:], resolve_convention(policy, convention))
+    return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+
+
 def early_exit(
     model: EarlyExitNetwork,
     x: Tensor,
-    policy: EarlyExitPolicy,
+    policy: ExitPolicy,
     *,
     costs: Sequence[float] | Tensor | None = None,
-    convention: Convention = "actual",
+    convention: Convention | None = None,
 ) -> EarlyExitResult:
     """Run ``model`` on ``x`` with real early exit under ``policy``.
 
@@ -85,24 +116,30 @@ def early_exit(
     sub-batch with its own statistics (and update its running statistics with them), so a
     sample's output would depend on which other samples left. Gradients are not tracked.
 
+    Images holding NaN give NaN logits; a threshold policy never finds them confident, so they
+    go to the last exit (and cost the whole network) without disturbing the other samples.
+
     Args:
         model: A network following adanet's early-exit protocol, in eval mode.
         x: ``[N, C, H, W]`` images.
-        policy: Decides after each exit which samples leave.
-        costs: Cumulative cost of each exit for one image; measured with
-            :func:`measure_exit_costs` (and cached) when omitted.
-        convention: The cost convention used when ``costs`` is omitted.
+        policy: Any :class:`adanet.ExitPolicy`; it decides after each exit which samples leave.
+        costs: Cumulative cost of each exit for one image (finite, non-negative,
+            non-decreasing); measured with :func:`measure_exit_costs` (and cached) when omitted.
+        convention: The cost convention used when ``costs`` is omitted; defaults to the one the
+            policy records, else ``"actual"``.
 
     Returns:
         The logits, exit index and cost of every sample, in input order.
 
     Raises:
+        TypeError: ``model`` or ``policy`` does not follow its protocol (e.g. ``None``).
         RuntimeError: The model is in train mode.
-        ValueError: The policy or ``costs`` has another number of exits than the model, or
-            the input is not a valid batch.
+        ValueError: The policy was calibrated for another number of exits or classes, input
+            size or cost convention; bad ``costs``; or the input is not a valid batch.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(f"early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
+    policy = check_policy(policy)
     if model.training:
         raise RuntimeError(
             "early_exit needs the model in eval mode (call model.eval()): in train mode "
@@ -110,16 +147,8 @@ def early_exit(
         )
     model.check_input(x)
     num_exits = model.num_exits
-    if policy.num_exits != num_exits:
-        raise ValueError(
-            f"the policy has {policy.num_exits} thresholds but the model has {num_exits} exits"
-        )
-    if costs is None:
-        cost_table = exit_costs_for(model, x.shape[1:], convention)
-    else:
-        cost_table = torch.as_tensor(costs, dtype=torch.float64).flatten().cpu()
-        if cost_table.numel() != num_exits:
-            raise ValueError(f"costs has {cost_table.numel()} entries, the model {num_exits} exits")
+    check_policy_fits(policy, num_exits=num_exits, input_size=tuple(x.shape[2:]))
+    cost_table = _cost_table(model, x, policy, costs, convention)
 
     with torch.no_grad():
         n = x.shape[0]
@@ -133,11 +162,18 @@ def early_exit(
             feature, state = model.advance(state, k)
             logits = model.exits[k](feature)  # [n_k, num_classes]
             if out is None:
+                check_policy_fits(policy, num_exits=num_exits, num_classes=logits.shape[1])
                 out = logits.new_empty((n, logits.shape[1]))
             if k == num_exits - 1:
                 out.index_copy_(0, remaining, logits)
                 break
             leaving, decision_state = policy.step(k, logits, decision_state)
+            if not isinstance(leaving, Tensor) or leaving.shape != (logits.shape[0],):
+                raise ValueError(
+                    f"{type(policy).__name__}.step must return a [{logits.shape[0]}] bool mask, "
+                    f"got {tuple(leaving.shape) if isinstance(leaving, Tensor) else leaving!r}"
+                )
+            leaving = leaving.to(torch.bool)
             # A stable sort puts the staying samples first in their order; one count (the
             # single sync of this exit) splits staying from leaving.
             order = torch.argsort(leaving.to(torch.int8), stable=True)
