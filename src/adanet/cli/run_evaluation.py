@@ -52,7 +52,7 @@ class RunEvaluation:
     info: Mapping[str, Any]
     calibration: str | None = None
     num_calibration: int = 0
-    sweep: Sequence[BudgetRecord] = ()
+    sweep: Sequence[BudgetRecord[Any]] = ()
     budgeted: Sequence[Mapping[str, Any]] = field(default_factory=list)
 
     @property
