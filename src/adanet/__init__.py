@@ -29,11 +29,14 @@ from .evaluation import (
     evaluate_anytime,
     evaluate_policy,
 )
+from .factory import create_model, list_models, register_model
+from .feature_info import FeatureInfo
 from .inference import EarlyExitResult, early_exit
 from .losses import MultiExitLoss
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from .optimize import compile_for_early_exit, optimize_for_inference
 from .policy import EarlyExitPolicy, geometric_exit_fractions
+from .pretrained_cfg import PretrainedCfg
 from .protocol import EarlyExitNetwork, select_samples
 
 try:
@@ -53,6 +56,7 @@ __all__ = [
     "EarlyExitResult",
     "ExitCost",
     "ExitHead",
+    "FeatureInfo",
     "FusionBlock",
     "MSDNet",
     "MSDNetConfig",
@@ -61,6 +65,7 @@ __all__ = [
     "MultiScaleStem",
     "MultiScaleTransition",
     "PolicyEvaluation",
+    "PretrainedCfg",
     "RANet",
     "RANetConfig",
     "ScaleBlock",
@@ -68,15 +73,18 @@ __all__ = [
     "__version__",
     "budgeted_sweep",
     "compile_for_early_exit",
+    "create_model",
     "data",
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
     "geometric_exit_fractions",
+    "list_models",
     "load_reference_checkpoint",
     "losses",
     "measure_exit_costs",
     "optimize_for_inference",
+    "register_model",
     "save_atomic",
     "select_samples",
 ]

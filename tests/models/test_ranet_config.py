@@ -53,7 +53,9 @@ def test_derived_values() -> None:
     assert config.blocks_per_scale == (2, 4, 6, 8)
     assert config.num_exits == 8
     lg = RANetConfig(step=2, step_mode="lg")
-    assert [lg.layers_in_block(b) for b in range(4)] == [2, 4, 6, 8]
+    assert list(lg.layers_per_block) == [2, 4, 6, 8]
+    with pytest.warns(DeprecationWarning, match="layers_per_block"):
+        assert lg.layers_in_block(3) == 8
 
 
 def test_from_reference_args_text_and_file(tmp_path: Any) -> None:

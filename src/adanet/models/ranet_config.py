@@ -3,46 +3,23 @@
 from __future__ import annotations
 
 import math
-import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from typing_extensions import Self
-
-from .._validation import (
-    require_choice,
-    require_fraction,
-    require_int,
-    require_int_tuple,
-)
-from ..reference_args import REFERENCE_DATASETS, parse_dash_list, parse_reference_args
-from ._config_io import ConfigIO
+from .._validation import require_choice, require_fraction, require_int, require_int_tuple
+from ..blocks.norm_act import ActSpec, NormSpec
+from ..compat.ranet import REFERENCE_OPTION_NAMES
+from .config_base import NetworkConfig, Variant
+from .plans import RANetPlan, plan_ranet
 
 __all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
 
 StepMode = Literal["even", "lg"]
-Variant = Literal["cifar", "imagenet"]
-
-#: The original's option names (args.txt, main.py flags) and the config fields they fill.
-REFERENCE_OPTION_NAMES = {
-    "nBlocks": "num_blocks",
-    "nChannels": "num_channels",
-    "growthRate": "growth_rate",
-    "grFactor": "growth_factors",
-    "bnFactor": "bottleneck_factors",
-    "block_step": "block_step",
-    "scale_list": "scale_list",
-    "compress_factor": "compress_factor",
-    "step": "step",
-    "stepmode": "step_mode",
-    "reduction": "reduction",
-}
-
-_LIST_OPTIONS = ("grFactor", "bnFactor", "scale_list")
 
 
 @dataclass(frozen=True)
-class RANetConfig(ConfigIO):
+class RANetConfig(NetworkConfig):
     """The architecture of a RANet (Yang et al., "Resolution Adaptive Networks", CVPR 2020).
 
     Field names are pythonic spellings of the original ``main.py`` options (``nBlocks`` →
@@ -78,6 +55,10 @@ class RANetConfig(ConfigIO):
             backward instead of storing them (as torchvision's memory-efficient DenseNet):
             much less activation memory for about a third more compute; same outputs and
             gradients, same checkpoints.
+        norm: Normalisation: ``"batch"`` (the original's), ``"group:G"``, ``"layer"`` or a
+            factory (see :mod:`adanet.blocks.norm_act`).
+        act: Activation: ``"relu"`` (the original's), ``"silu"``, ``"gelu"``,
+            ``"hardswish"`` or a factory.
     """
 
     num_blocks: int = 2
@@ -96,6 +77,8 @@ class RANetConfig(ConfigIO):
     num_classes: int = 10
     in_channels: int = 3
     memory_efficient: bool = False
+    norm: NormSpec = "batch"
+    act: ActSpec = "relu"
 
     _network: ClassVar[str] = "RANet"
 
@@ -104,15 +87,12 @@ class RANetConfig(ConfigIO):
         return _presets()
 
     def __post_init__(self) -> None:
+        self._check_common()
         require_int("num_blocks", self.num_blocks, 1)
         require_int("num_channels", self.num_channels, 1)
         require_int("growth_rate", self.growth_rate, 1)
         require_int("block_step", self.block_step, 0)
         require_int("step", self.step, 1)
-        require_int("num_classes", self.num_classes, 1)
-        require_int("in_channels", self.in_channels, 1)
-        if not isinstance(self.memory_efficient, bool):
-            raise TypeError(f"memory_efficient must be a bool, got {self.memory_efficient!r}")
         require_int_tuple("scale_list", self.scale_list, 1)
         for coarser, finer in zip(self.scale_list, self.scale_list[1:], strict=False):
             if finer < coarser:
@@ -135,7 +115,6 @@ class RANetConfig(ConfigIO):
             "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True
         )
         require_choice("step_mode", self.step_mode, ("even", "lg"))
-        require_choice("variant", self.variant, ("cifar", "imagenet"))
         if not isinstance(self.bn_after, bool):
             raise TypeError(f"bn_after must be a bool, got {self.bn_after!r}")
         for scale in range(1, scales):
@@ -150,6 +129,7 @@ class RANetConfig(ConfigIO):
                     "of its own; both must be at least 1: choose compress_factor in "
                     f"[{1 / growth:.3g}, {1 - 1 / growth:.3g}] or a larger growth_rate"
                 )
+        self.plan()  # raises where a transition would keep no channel
 
     # ----------------------------------------------------------------------------- derived
 
@@ -168,56 +148,30 @@ class RANetConfig(ConfigIO):
         """Number of exits: one per block of the finest scale."""
         return self.blocks_per_scale[-1]
 
-    def layers_in_block(self, block: int) -> int:
-        """Dense layers in block ``block`` (0-based, the same in every scale)."""
-        return self.step * (block + 1) if self.step_mode == "lg" else self.step
-
     @property
-    def default_image_size(self) -> int:
-        """The image size the original trains this variant at (32 or 224)."""
-        return 32 if self.variant == "cifar" else 224
+    def layers_per_block(self) -> tuple[int, ...]:
+        """Dense layers in each block (0-based; the same in every scale)."""
+        return tuple(
+            self.step * (b + 1) if self.step_mode == "lg" else self.step
+            for b in range(self.num_exits)
+        )
 
-    # ------------------------------------------------------------------------ conversions
+    def layers_in_block(self, block: int) -> int:
+        """Deprecated: use ``layers_per_block[block]`` (the same spelling as MSDNetConfig)."""
+        warnings.warn(
+            "RANetConfig.layers_in_block(b) is deprecated; use layers_per_block[b]",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.layers_per_block[block]
 
-    @classmethod
-    def from_reference_args(cls, path_or_text: str | os.PathLike[str]) -> Self:
-        """Read the ``args.txt`` that the original RANet ``main.py`` writes.
-
-        Args:
-            path_or_text: Path of the file, or its one ``Namespace(...)`` line.
+    def plan(self) -> RANetPlan:
+        """The network's layout: stem, every block of every branch, every exit.
 
         Raises:
-            ValueError: When the file is not a RANet one, names an unknown dataset, or holds
-                an invalid option.
+            ValueError: A transition would keep no channel (``reduction`` too small).
         """
-        args = parse_reference_args(path_or_text)
-        arch = args.get("arch", "RANet")
-        if str(arch).lower() != "ranet":
-            raise ValueError(
-                f"these reference args are for arch={arch!r}, not RANet"
-                + (
-                    " (use MSDNetConfig.from_reference_args)"
-                    if str(arch).lower() == "msdnet"
-                    else ""
-                )
-            )
-        data = args.get("data", "cifar10")
-        if data not in REFERENCE_DATASETS:
-            raise ValueError(
-                f"unknown dataset data={data!r} in the reference args; known datasets "
-                f"{sorted(REFERENCE_DATASETS)}"
-            )
-        variant, num_classes = REFERENCE_DATASETS[data]
-        values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
-        for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
-            if reference_name in args:
-                value = args[reference_name]
-                if reference_name in _LIST_OPTIONS:
-                    value = parse_dash_list(reference_name, value)
-                values[field_name] = value
-        # The original always builds conv-norm-act layers: its blocks pass True where
-        # ConvBN expects bnAfter, whatever --bnAfter says, so the option is not read here.
-        return cls(**values)
+        return plan_ranet(self)
 
 
 def _presets() -> dict[str, dict[str, Any]]:

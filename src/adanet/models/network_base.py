@@ -1,0 +1,119 @@
+"""``ConfiguredNetwork``: what RANet and MSDNet share — a config, exits built from its plan,
+fine-tuning that keeps the config true, and the reference-checkpoint key translation."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from torch import nn
+
+from ..blocks import ExitHead
+from ..blocks.norm_act import resolve_act, resolve_norm
+from ..feature_info import FeatureInfo
+from ..pretrained_cfg import default_cfg_for
+from ..protocol import EarlyExitNetwork
+from .config_base import NetworkConfig
+from .plans import ExitPlan
+
+__all__ = ["ConfiguredNetwork"]
+
+ConfigT = TypeVar("ConfigT", bound=NetworkConfig)
+
+
+class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
+    """An :class:`~adanet.EarlyExitNetwork` built from a frozen config.
+
+    Subclasses set ``config_class`` and build their body from ``config.plan()``; this base
+    builds the exit heads and :attr:`feature_info` from the plan's exits, and keeps
+    ``config.num_classes`` equal to the heads' class count through :meth:`reset_classifier`.
+
+    Attributes:
+        config: The architecture.
+    """
+
+    config_class: ClassVar[type[NetworkConfig]]
+    config: ConfigT
+
+    def _setup(self, config: ConfigT) -> None:
+        # The parts every configured network sets first: type check, config, input channels,
+        # preprocessing, and the norm/activation factories.
+        if not isinstance(config, self.config_class):
+            article = "an" if self.config_class.__name__[0] in "AEIMO" else "a"
+            raise TypeError(
+                f"expected {article} {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        values: dict[str, Any] = vars(config)
+        self.in_channels = values["in_channels"]
+        self.pretrained_cfg = default_cfg_for(
+            values["variant"], values["num_classes"], values["in_channels"]
+        )
+        self._norm_layer = resolve_norm(values["norm"])
+        self._activation_layer = resolve_act(values["act"])
+
+    def _build_exits(self, exits: Sequence[ExitPlan]) -> None:
+        """Build one :class:`~adanet.ExitHead` per planned exit, and :attr:`feature_info`."""
+        values: dict[str, Any] = vars(self.config)
+        hidden = 128 if values["variant"] == "cifar" else None
+        self.exits = nn.ModuleList(
+            ExitHead(
+                plan.in_channels,
+                values["num_classes"],
+                hidden_channels=hidden,
+                norm_layer=self._norm_layer,
+                activation_layer=self._activation_layer,
+            )
+            for plan in exits
+        )
+        self.feature_info = FeatureInfo(
+            [
+                {
+                    "num_chs": plan.in_channels,
+                    "reduction": plan.downsampling,
+                    "module": plan.module,
+                    "exit": plan.index,
+                }
+                for plan in exits
+            ]
+        )
+        # Below this size the deepest maps are smaller than 4 pixels before the exit heads'
+        # two strided convs; the originals only run at 32 or 224.
+        self.min_input_size = max(plan.downsampling for plan in exits) * 4
+
+    @classmethod
+    def from_config(cls, config: Any) -> Any:
+        """Build from a config or a preset name (see the config's ``preset_names()``).
+
+        Raises:
+            TypeError: Neither a config of this network nor a string.
+            ValueError: An unknown preset name.
+        """
+        if isinstance(config, str):
+            config = cls.config_class.preset(config)
+        return cls(config)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Give every exit a fresh linear layer with ``num_classes`` outputs and set
+        ``config.num_classes`` to it (the config is replaced: configs are frozen).
+
+        Raises:
+            TypeError, ValueError: ``num_classes`` is not an int >= 1.
+        """
+        super().reset_classifier(num_classes)
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)  # type: ignore[type-var]
+
+    def translate_reference_key(self, key: str) -> str:
+        """Deprecated: map an original parameter name to this model's; use
+        ``adanet.compat.reference_format_for(model).translate_key(model, key)``."""
+        from ..compat import reference_format_for
+
+        warnings.warn(
+            "translate_reference_key is deprecated; use "
+            "adanet.compat.reference_format_for(model).translate_key(model, key)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return reference_format_for(self).translate_key(self, key)
