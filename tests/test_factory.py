@@ -146,7 +146,7 @@ def test_a_registry_is_an_object_of_its_own() -> None:
 def test_an_entry_point_must_return_a_network() -> None:
     adanet.register_model(name="not_a_network")(lambda **kw: torch.nn.Linear(2, 2))
     try:
-        with pytest.raises(TypeError, match="not an adanet.EarlyExitNetwork"):
+        with pytest.raises(TypeError, match=r"not an adanet\.EarlyExitNetwork"):
             adanet.create_model("not_a_network")
     finally:
         default_registry.unregister("not_a_network")

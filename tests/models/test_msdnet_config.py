@@ -264,3 +264,19 @@ def test_layer_plan_is_a_deprecated_alias_of_plan_layers() -> None:
     config = MSDNetConfig()
     with pytest.warns(DeprecationWarning, match="plan"):
         assert config.layer_plan() == config.plan().layers
+
+
+def test_prune_min_with_too_few_layers_for_its_scales_is_refused_when_configured() -> None:
+    with pytest.raises(ValueError, match=r"prune='min' with 2 dense layers cannot start from 4"):
+        MSDNetConfig(
+            num_blocks=1,
+            base=2,
+            prune="min",
+            growth_factors=(1, 2, 4, 4),
+            bottleneck_factors=(1, 2, 4, 4),
+        )
+
+
+def test_a_reduction_that_keeps_no_channel_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r"reduction=0\.01 leaves floor"):
+        MSDNetConfig(num_channels=4, growth_rate=2, reduction=0.01)

@@ -128,9 +128,9 @@ def _accepts_inplace(factory: Callable[..., Any]) -> bool:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # some builtins have no signature
         return False
-    return "inplace" in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
+    # Only a named parameter counts: nn.Module subclasses without an __init__ of their own
+    # (nn.Tanh) show Module's **kwargs but refuse any keyword.
+    return "inplace" in parameters
 
 
 def resolve_act(spec: ActSpec) -> ActivationLayer:

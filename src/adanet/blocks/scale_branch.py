@@ -9,6 +9,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from .._validation import require_int
 from ._common import (
     ActivationLayer,
     Feature,
@@ -77,8 +78,8 @@ class ScaleBlock(nn.Module):
         memory_efficient: bool = False,
     ) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        require_int("num_layers", num_layers, 1)
+        require_int("growth_rate", growth_rate, 1)
         if coarse_channels is not None and len(coarse_channels) < num_layers + 1:
             raise ValueError(
                 f"a fused block of {num_layers} layers needs {num_layers + 1} coarse feature "
@@ -126,6 +127,12 @@ class ScaleBlock(nn.Module):
         self.fuse_last: nn.Module | None = None
         if coarse_channels is not None:
             extra = math.floor(channels * compress_factor)
+            if extra < 1:
+                raise ValueError(
+                    f"compress_factor={compress_factor} keeps floor({compress_factor} * "
+                    f"{channels}) = 0 channels of the coarser block's last feature; use a "
+                    f"compress_factor >= {1 / channels:.3g}"
+                )
             self.fuse_last = conv_norm_act(
                 coarse_channels[num_layers],
                 extra,
@@ -137,6 +144,11 @@ class ScaleBlock(nn.Module):
         self.transition: nn.Module | None = None
         if transition:
             reduced = math.floor(reduction * channels)
+            if reduced < 1:
+                raise ValueError(
+                    f"reduction={reduction} keeps floor({reduction} * {channels}) = 0 channels "
+                    f"in the transition; use a reduction >= {1 / channels:.3g}"
+                )
             self.transition = conv_norm_act(
                 channels, reduced, 1, norm_layer=norm_layer, activation_layer=activation_layer
             )

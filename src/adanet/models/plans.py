@@ -212,6 +212,13 @@ def plan_ranet(config: RANetConfig) -> RANetPlan:
 def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
     total = config.num_layers
     scales = config.num_scales
+    if config.prune == "min" and total < scales - 1:
+        # The first layer would read fewer scales than the stem makes.
+        raise ValueError(
+            f"prune='min' with {total} dense layers cannot start from {scales} scales (the "
+            f"first layer reads min({scales}, {total} + 1) of them); use at least {scales - 1} "
+            "layers (base, step, num_blocks), fewer growth_factors, or prune='max'"
+        )
     interval = math.ceil(total / scales)
     # The original builds a transition when the width is reduced *and* the rule holds; with
     # reduction 0 it builds none.
