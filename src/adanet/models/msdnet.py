@@ -11,6 +11,7 @@ from ..blocks.multiscale_dense_layer import MultiScaleDenseLayer, MultiScaleTran
 from .config_base import NetworkConfig
 from .msdnet_config import MSDNetConfig
 from .network_base import ConfiguredNetwork
+from .plans import LayerPlan
 
 __all__ = ["MSDNet"]
 
@@ -50,46 +51,58 @@ class MSDNet(ConfiguredNetwork[MSDNetConfig]):
         super().__init__()
         self._setup(config)
         plan = config.plan()
-        factors = config.growth_factors
-        layers = {"norm_layer": self._norm_layer, "activation_layer": self._activation_layer}
         self.stem = MultiScaleStem(
             config.in_channels,
             plan.stem_channels,
             [True] * config.num_scales,  # every scale halves the previous one
             variant=config.variant,
-            **layers,
+            norm_layer=self._norm_layer,
+            activation_layer=self._activation_layer,
         )
+        blocks: list[nn.Sequential] = []
+        heads = []
+        for exit_plan in plan.exits:
+            modules = self._block_modules([p for p in plan.layers if p.block == exit_plan.block])
+            blocks.append(nn.Sequential(*modules))
+            heads.append(self._exit_head(exit_plan))
+        self.blocks = nn.ModuleList(blocks)
+        self._set_exits(heads, plan.exits)
+        # No weight initialisation beyond PyTorch's defaults, on purpose: the original
+        # defines a He-normal initialiser but applies it only to the direct children of each
+        # block and head (MSDNFirstLayer, MSDNLayer, ParallelModule, ClassifierModule), none
+        # of which is a conv, norm or linear layer, so its networks train from PyTorch's
+        # defaults. Keeping them keeps training runs comparable with the original's.
+
+    def _block_modules(self, layers: list[LayerPlan]) -> list[nn.Module]:
+        # The dense layers of one block, each followed by its transition where planned.
+        config = self.config
+        factors = config.growth_factors
         scales = config.num_scales
-        blocks: list[list[nn.Module]] = [[] for _ in range(config.num_blocks)]
-        for layer in plan.layers:
+        norm_act = {"norm_layer": self._norm_layer, "activation_layer": self._activation_layer}
+        modules: list[nn.Module] = []
+        for layer in layers:
             inputs = range(scales - layer.in_scales, scales)
             outputs = range(scales - layer.out_scales, scales)
-            blocks[layer.block].append(
+            modules.append(
                 MultiScaleDenseLayer(
                     [layer.in_channels * factors[s] for s in inputs],
                     [config.growth_rate * factors[s] for s in outputs],
                     bottleneck_widths=[config.bottleneck_factors[s] for s in inputs],
                     bottleneck=config.bottleneck,
                     memory_efficient=config.memory_efficient,
-                    **layers,
+                    **norm_act,
                 )
             )
             if layer.transition:
                 grown = layer.in_channels + config.growth_rate
-                blocks[layer.block].append(
+                modules.append(
                     MultiScaleTransition(
                         [grown * factors[s] for s in outputs],
                         [layer.out_channels * factors[s] for s in outputs],
-                        **layers,
+                        **norm_act,
                     )
                 )
-        self.blocks = nn.ModuleList(nn.Sequential(*modules) for modules in blocks)
-        self._build_exits(plan.exits)
-        # No weight initialisation beyond PyTorch's defaults, on purpose: the original
-        # defines a He-normal initialiser but applies it only to the direct children of each
-        # block and head (MSDNFirstLayer, MSDNLayer, ParallelModule, ClassifierModule), none
-        # of which is a conv, norm or linear layer, so its networks train from PyTorch's
-        # defaults. Keeping them keeps training runs comparable with the original's.
+        return modules
 
     # ------------------------------------------------------------------ early-exit protocol
 

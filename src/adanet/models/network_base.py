@@ -54,20 +54,25 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
         self._norm_layer = resolve_norm(values["norm"])
         self._activation_layer = resolve_act(values["act"])
 
-    def _build_exits(self, exits: Sequence[ExitPlan]) -> None:
-        """Build one :class:`~adanet.ExitHead` per planned exit, and :attr:`feature_info`."""
+    def _exit_head(self, plan: ExitPlan) -> ExitHead:
+        """The head of one planned exit (CIFAR heads are 128 wide, ImageNet ones as wide as
+        their input).
+
+        Subclasses build each head right after the block it follows, as the originals do,
+        so that a seed gives the same initial weights as before.
+        """
         values: dict[str, Any] = vars(self.config)
-        hidden = 128 if values["variant"] == "cifar" else None
-        self.exits = nn.ModuleList(
-            ExitHead(
-                plan.in_channels,
-                values["num_classes"],
-                hidden_channels=hidden,
-                norm_layer=self._norm_layer,
-                activation_layer=self._activation_layer,
-            )
-            for plan in exits
+        return ExitHead(
+            plan.in_channels,
+            values["num_classes"],
+            hidden_channels=128 if values["variant"] == "cifar" else None,
+            norm_layer=self._norm_layer,
+            activation_layer=self._activation_layer,
         )
+
+    def _set_exits(self, heads: Sequence[ExitHead], exits: Sequence[ExitPlan]) -> None:
+        """Install the heads, and describe their inputs in :attr:`feature_info`."""
+        self.exits = nn.ModuleList(heads)
         self.feature_info = FeatureInfo(
             [
                 {

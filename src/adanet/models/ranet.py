@@ -50,7 +50,8 @@ class RANet(ConfiguredNetwork[RANetConfig]):
             variant=config.variant,
             **layers,
         )
-        branches = []
+        exit_at = {(e.scale, e.block): e for e in plan.exits}
+        branches, heads = [], []
         for s, blocks in enumerate(plan.branches):
             branch = []
             for block in blocks:
@@ -72,9 +73,11 @@ class RANet(ConfiguredNetwork[RANetConfig]):
                 if built.out_channels != block.out_channels:
                     raise AssertionError("RANet plan out of step with the blocks built")
                 branch.append(built)
+                if (s, len(branch) - 1) in exit_at:
+                    heads.append(self._exit_head(exit_at[(s, len(branch) - 1)]))
             branches.append(ScaleBranch(branch))
         self.branches = nn.ModuleList(branches)
-        self._build_exits(plan.exits)
+        self._set_exits(heads, plan.exits)
         self._positions = tuple((e.scale, e.block) for e in plan.exits)
         self._init_weights()
 
