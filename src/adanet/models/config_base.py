@@ -11,12 +11,13 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from typing_extensions import Self
 
 from .._validation import require_choice, require_int
-from ..blocks.norm_act import check_act, check_norm
+from ..blocks.norm_act import ActSpec, NormSpec, check_act, check_norm
 
 __all__ = ["NetworkConfig", "Variant"]
 
@@ -24,37 +25,57 @@ __all__ = ["NetworkConfig", "Variant"]
 Variant = Literal["cifar", "imagenet"]
 
 
+@dataclass(frozen=True, kw_only=True)
 class NetworkConfig:
     """Base of the frozen architecture dataclasses (:class:`~adanet.RANetConfig`,
-    :class:`~adanet.MSDNetConfig`).
+    :class:`~adanet.MSDNetConfig`): the fields every network has, and their I/O.
 
-    Subclasses set ``_network`` (the name used in messages) and override
-    :meth:`_preset_table` (preset name → field values). Every subclass has the fields
-    ``num_classes``, ``in_channels``, ``variant``, ``memory_efficient``, ``norm`` and
-    ``act``, checked by :meth:`_check_common`.
+    These fields are keyword-only. Subclasses set ``_network`` (the name used in messages)
+    and ``_presets`` (preset name → field values), and validate their own fields in
+    :meth:`_validate`.
+
+    Attributes:
+        variant: ``"cifar"`` (3×3 stem, 128-wide heads) or ``"imagenet"`` (7×7/2 stem with
+            max-pool, heads as wide as their input), as the original's ``--data``.
+        num_classes: Classes of every exit.
+        in_channels: Channels of the input images.
+        memory_efficient: In training, dense layers recompute their bottleneck activations in
+            backward instead of storing them (as torchvision's memory-efficient DenseNet):
+            much less activation memory for about a third more compute; same outputs and
+            gradients, same checkpoints.
+        norm: Normalisation: ``"batch"`` (the originals'), ``"group:G"``, ``"layer"`` or a
+            factory (see :mod:`adanet.blocks.norm_act`).
+        act: Activation: ``"relu"`` (the originals'), ``"silu"``, ``"gelu"``,
+            ``"hardswish"`` or a factory.
     """
 
-    _network: ClassVar[str]
+    variant: Variant = "cifar"
+    num_classes: int = 10
+    in_channels: int = 3
+    memory_efficient: bool = False
+    norm: NormSpec = "batch"
+    act: ActSpec = "relu"
 
-    @classmethod
-    def _preset_table(cls) -> dict[str, dict[str, Any]]:
-        raise NotImplementedError
+    _network: ClassVar[str] = "network"
+    _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
-    def _check_common(self) -> None:
-        """Validate the fields every config has."""
-        values = vars(self)
-        require_int("num_classes", values["num_classes"], 1)
-        require_int("in_channels", values["in_channels"], 1)
-        require_choice("variant", values["variant"], ("cifar", "imagenet"))
-        if not isinstance(values["memory_efficient"], bool):
-            raise TypeError(f"memory_efficient must be a bool, got {values['memory_efficient']!r}")
-        check_norm(values["norm"])
-        check_act(values["act"])
+    def __post_init__(self) -> None:
+        require_int("num_classes", self.num_classes, 1)
+        require_int("in_channels", self.in_channels, 1)
+        require_choice("variant", self.variant, ("cifar", "imagenet"))
+        if not isinstance(self.memory_efficient, bool):
+            raise TypeError(f"memory_efficient must be a bool, got {self.memory_efficient!r}")
+        check_norm(self.norm)
+        check_act(self.act)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check the subclass's own fields (called after the shared ones are checked)."""
 
     @property
     def default_image_size(self) -> int:
         """The image size the original trains this variant at (32 or 224)."""
-        return 32 if vars(self)["variant"] == "cifar" else 224
+        return 32 if self.variant == "cifar" else 224
 
     # ------------------------------------------------------------------------ dict / JSON
 
@@ -64,7 +85,6 @@ class NetworkConfig:
         Raises:
             TypeError: ``norm`` or ``act`` is a callable, which JSON cannot hold.
         """
-        assert dataclasses.is_dataclass(self)
         out: dict[str, Any] = {}
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
@@ -116,7 +136,7 @@ class NetworkConfig:
             ValueError: Names that are not fields, or invalid values.
         """
         _check_names(type(self), changes)
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        return dataclasses.replace(self, **changes)
 
     # ---------------------------------------------------------------------------- presets
 
@@ -127,7 +147,7 @@ class NetworkConfig:
         Raises:
             ValueError: For an unknown name; the message lists the known ones.
         """
-        presets = cls._preset_table()
+        presets = cls._presets
         if not isinstance(name, str) or name not in presets:
             raise ValueError(
                 f"unknown {cls._network} preset {name!r}; known presets: {sorted(presets)}"
@@ -137,7 +157,7 @@ class NetworkConfig:
     @classmethod
     def preset_names(cls) -> tuple[str, ...]:
         """Names accepted by :meth:`preset`."""
-        return tuple(sorted(cls._preset_table()))
+        return tuple(sorted(cls._presets))
 
     # --------------------------------------------------------------------- original format
 

@@ -6,7 +6,6 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from ..blocks import MultiScaleStem
 from ..blocks.multiscale_dense_layer import MultiScaleDenseLayer, MultiScaleTransition
 from .config_base import NetworkConfig
 from .msdnet_config import MSDNetConfig
@@ -40,25 +39,18 @@ class MSDNet(ConfiguredNetwork[MSDNetConfig]):
         blocks: Per exit, an ``nn.Sequential`` of :class:`MultiScaleDenseLayer` and
             :class:`MultiScaleTransition` modules mapping the list of scale features to the
             next one.
-        exits: The exit heads.
-        feature_info: Per exit, the channels, downsampling and module of the feature map it
-            sees (:class:`~adanet.FeatureInfo`, timm's semantics).
+
+    ``exits``, ``feature_info`` and ``pretrained_cfg`` are described in
+    :class:`~adanet.models.ConfiguredNetwork`.
     """
 
     config_class: ClassVar[type[NetworkConfig]] = MSDNetConfig
 
     def __init__(self, config: MSDNetConfig) -> None:
-        super().__init__()
-        self._setup(config)
+        super().__init__(config)
         plan = config.plan()
-        self.stem = MultiScaleStem(
-            config.in_channels,
-            plan.stem_channels,
-            [True] * config.num_scales,  # every scale halves the previous one
-            variant=config.variant,
-            norm_layer=self._norm_layer,
-            activation_layer=self._activation_layer,
-        )
+        # Every scale halves the previous one.
+        self.stem = self._stem(plan.stem_channels, [True] * config.num_scales)
         blocks: list[nn.Sequential] = []
         heads = []
         for exit_plan in plan.exits:

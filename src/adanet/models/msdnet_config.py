@@ -3,19 +3,58 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
-from ..blocks.norm_act import ActSpec, NormSpec
 from ..compat.msdnet import REFERENCE_DEFAULTS, REFERENCE_OPTION_NAMES
-from .config_base import NetworkConfig, Variant
+from .config_base import NetworkConfig
 from .plans import LayerPlan, MSDNetPlan, plan_msdnet
 
 __all__ = ["REFERENCE_DEFAULTS", "REFERENCE_OPTION_NAMES", "LayerPlan", "MSDNetConfig"]
 
 StepMode = Literal["even", "lin_grow"]
 Prune = Literal["min", "max"]
+
+
+def _preset_values() -> dict[str, dict[str, Any]]:
+    # The original README's CIFAR commands: anytime prediction (7 blocks) and budgeted batch
+    # classification (5 blocks growing linearly); the other options are args.py defaults.
+    cifar = {
+        "num_channels": 16,
+        "growth_rate": 6,
+        "growth_factors": (1, 2, 4),
+        "bottleneck_factors": (1, 2, 4),
+        "bottleneck": True,
+        "prune": "max",
+        "reduction": 0.5,
+        "variant": "cifar",
+    }
+    anytime = {**cifar, "num_blocks": 7, "step": 2, "base": 4, "step_mode": "even"}
+    budgeted = {**cifar, "num_blocks": 5, "step": 1, "base": 1, "step_mode": "lin_grow"}
+    return {
+        "cifar10_anytime": {**anytime, "num_classes": 10},
+        "cifar100_anytime": {**anytime, "num_classes": 100},
+        "cifar10_budgeted": {**budgeted, "num_classes": 10},
+        "cifar100_budgeted": {**budgeted, "num_classes": 100},
+        # The README's ImageNet model (step 4), the one of the published pretrained weights.
+        "imagenet": {
+            "num_blocks": 5,
+            "step": 4,
+            "base": 4,
+            "step_mode": "even",
+            "num_channels": 32,
+            "growth_rate": 16,
+            "growth_factors": (1, 2, 4, 4),
+            "bottleneck_factors": (1, 2, 4, 4),
+            "bottleneck": True,
+            "prune": "max",
+            "reduction": 0.5,
+            "variant": "imagenet",
+            "num_classes": 1000,
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -49,18 +88,8 @@ class MSDNetConfig(NetworkConfig):
             after a third and two thirds of the layers.
         reduction: Width kept by a transition, ``floor(reduction * width)`` (``--reduction``);
             0 means no transitions.
-        variant: ``"cifar"`` (3×3 stem, 128-wide heads) or ``"imagenet"`` (7×7/2 stem with
-            max-pool, heads as wide as their input), as the original's ``--data``.
-        num_classes: Classes of every exit.
-        in_channels: Channels of the input images (always 3 in the original).
-        memory_efficient: In training, dense layers recompute their bottleneck activations in
-            backward instead of storing them (as torchvision's memory-efficient DenseNet):
-            much less activation memory for about a third more compute; same outputs and
-            gradients, same checkpoints.
-        norm: Normalisation: ``"batch"`` (the original's), ``"group:G"``, ``"layer"`` or a
-            factory (see :mod:`adanet.blocks.norm_act`).
-        act: Activation: ``"relu"`` (the original's), ``"silu"``, ``"gelu"``,
-            ``"hardswish"`` or a factory.
+        (``variant``, ``num_classes``, ``in_channels``, ``memory_efficient``, ``norm``,
+        ``act``: see :class:`~adanet.models.NetworkConfig`.)
     """
 
     num_blocks: int = 7
@@ -74,21 +103,11 @@ class MSDNetConfig(NetworkConfig):
     bottleneck: bool = True
     prune: Prune = "max"
     reduction: float = 0.5
-    variant: Variant = "cifar"
-    num_classes: int = 10
-    in_channels: int = 3
-    memory_efficient: bool = False
-    norm: NormSpec = "batch"
-    act: ActSpec = "relu"
 
     _network: ClassVar[str] = "MSDNet"
+    _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = _preset_values()
 
-    @classmethod
-    def _preset_table(cls) -> dict[str, dict[str, Any]]:
-        return _presets()
-
-    def __post_init__(self) -> None:
-        self._check_common()
+    def _validate(self) -> None:
         require_int("num_blocks", self.num_blocks, 1)
         require_int("base", self.base, 1)
         require_choice("step_mode", self.step_mode, ("even", "lin_grow"))
@@ -163,42 +182,3 @@ class MSDNetConfig(NetworkConfig):
             stacklevel=2,
         )
         return self.plan().layers
-
-
-def _presets() -> dict[str, dict[str, Any]]:
-    # The original README's CIFAR commands: anytime prediction (7 blocks) and budgeted batch
-    # classification (5 blocks growing linearly); the other options are args.py defaults.
-    cifar = {
-        "num_channels": 16,
-        "growth_rate": 6,
-        "growth_factors": (1, 2, 4),
-        "bottleneck_factors": (1, 2, 4),
-        "bottleneck": True,
-        "prune": "max",
-        "reduction": 0.5,
-        "variant": "cifar",
-    }
-    anytime = {**cifar, "num_blocks": 7, "step": 2, "base": 4, "step_mode": "even"}
-    budgeted = {**cifar, "num_blocks": 5, "step": 1, "base": 1, "step_mode": "lin_grow"}
-    return {
-        "cifar10_anytime": {**anytime, "num_classes": 10},
-        "cifar100_anytime": {**anytime, "num_classes": 100},
-        "cifar10_budgeted": {**budgeted, "num_classes": 10},
-        "cifar100_budgeted": {**budgeted, "num_classes": 100},
-        # The README's ImageNet model (step 4), the one of the published pretrained weights.
-        "imagenet": {
-            "num_blocks": 5,
-            "step": 4,
-            "base": 4,
-            "step_mode": "even",
-            "num_channels": 32,
-            "growth_rate": 16,
-            "growth_factors": (1, 2, 4, 4),
-            "bottleneck_factors": (1, 2, 4, 4),
-            "bottleneck": True,
-            "prune": "max",
-            "reduction": 0.5,
-            "variant": "imagenet",
-            "num_classes": 1000,
-        },
-    }

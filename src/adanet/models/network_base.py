@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import nn
 
-from ..blocks import ExitHead
+from ..blocks import ExitHead, MultiScaleStem
 from ..blocks.norm_act import resolve_act, resolve_norm
 from ..feature_info import FeatureInfo
 from ..pretrained_cfg import default_cfg_for
@@ -30,29 +30,51 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
     builds the exit heads and :attr:`feature_info` from the plan's exits, and keeps
     ``config.num_classes`` equal to the heads' class count through :meth:`reset_classifier`.
 
+    Args:
+        config: The architecture, an instance of ``config_class``.
+
     Attributes:
         config: The architecture.
+        exits: The exit heads, one :class:`~adanet.ExitHead` per exit.
+        feature_info: Per exit, the channels, downsampling and module of the feature map its
+            head sees (:class:`~adanet.FeatureInfo`, timm's semantics).
+        pretrained_cfg: The preprocessing the originals use for this variant and class
+            count (:class:`~adanet.PretrainedCfg`).
+
+    Raises:
+        TypeError: ``config`` is not a ``config_class``.
     """
 
     config_class: ClassVar[type[NetworkConfig]]
     config: ConfigT
 
-    def _setup(self, config: ConfigT) -> None:
-        # The parts every configured network sets first: type check, config, input channels,
-        # preprocessing, and the norm/activation factories.
+    def __init__(self, config: ConfigT) -> None:
+        # What every configured network sets first: the config (type-checked), the input
+        # channels, the preprocessing, and the norm and activation factories.
+        super().__init__()
         if not isinstance(config, self.config_class):
             article = "an" if self.config_class.__name__[0] in "AEIMO" else "a"
             raise TypeError(
                 f"expected {article} {self.config_class.__name__}, got {type(config).__name__}"
             )
         self.config = config
-        values: dict[str, Any] = vars(config)
-        self.in_channels = values["in_channels"]
+        self.in_channels = config.in_channels
         self.pretrained_cfg = default_cfg_for(
-            values["variant"], values["num_classes"], values["in_channels"]
+            config.variant, config.num_classes, config.in_channels
         )
-        self._norm_layer = resolve_norm(values["norm"])
-        self._activation_layer = resolve_act(values["act"])
+        self._norm_layer = resolve_norm(config.norm)
+        self._activation_layer = resolve_act(config.act)
+
+    def _stem(self, channels: Sequence[int], downsample: Sequence[bool]) -> MultiScaleStem:
+        """The multi-scale stem, with the config's variant, norm and activation."""
+        return MultiScaleStem(
+            self.config.in_channels,
+            channels,
+            downsample,
+            variant=self.config.variant,
+            norm_layer=self._norm_layer,
+            activation_layer=self._activation_layer,
+        )
 
     def _exit_head(self, plan: ExitPlan) -> ExitHead:
         """The head of one planned exit (CIFAR heads are 128 wide, ImageNet ones as wide as
@@ -61,11 +83,10 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
         Subclasses build each head right after the block it follows, as the originals do,
         so that a seed gives the same initial weights as before.
         """
-        values: dict[str, Any] = vars(self.config)
         return ExitHead(
             plan.in_channels,
-            values["num_classes"],
-            hidden_channels=128 if values["variant"] == "cifar" else None,
+            self.config.num_classes,
+            hidden_channels=128 if self.config.variant == "cifar" else None,
             norm_layer=self._norm_layer,
             activation_layer=self._activation_layer,
         )
@@ -108,7 +129,7 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
             TypeError, ValueError: ``num_classes`` is not an int >= 1.
         """
         super().reset_classifier(num_classes)
-        self.config = dataclasses.replace(self.config, num_classes=num_classes)  # type: ignore[type-var]
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)
 
     def translate_reference_key(self, key: str) -> str:
         """Deprecated: map an original parameter name to this model's; use

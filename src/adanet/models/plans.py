@@ -147,6 +147,17 @@ def stem_downsampling(variant: str, downsample: tuple[bool, ...]) -> tuple[int, 
     return tuple(out)
 
 
+def _kept(reduction: float, width: int, where: str) -> int:
+    # Channels a transition keeps; a config that would keep none is refused here, by name.
+    kept = math.floor(reduction * width)
+    if kept < 1:
+        raise ValueError(
+            f"reduction={reduction} leaves floor({reduction} * {width}) = 0 channels after "
+            f"{where}; use reduction >= {1 / width:.3g}"
+        )
+    return kept
+
+
 def _ranet_branch(
     config: RANetConfig, scale: int, downsampling: int, coarser: tuple[RANetBlockPlan, ...]
 ) -> tuple[RANetBlockPlan, ...]:
@@ -170,13 +181,8 @@ def _ranet_branch(
         if fused:
             width += math.floor(width * config.compress_factor)
         transition = number in transition_at
-        out = math.floor(config.reduction * width) if transition else width
-        if out < 1:
-            raise ValueError(
-                f"reduction={config.reduction} leaves floor({config.reduction} * {width}) = 0 "
-                f"channels after the transition of block {b} in scale {scale}; use "
-                f"reduction >= {1 / width:.3g}"
-            )
+        where = f"the transition of block {b} in scale {scale}"
+        out = _kept(config.reduction, width, where) if transition else width
         down = fused and number in down_at
         downsampling *= 2 if down else 1
         coarse = coarser[b].feature_channels if fused else None
@@ -239,13 +245,8 @@ def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
                 transition = in_scales > out_scales
             transition = transition and config.reduction > 0
             grown = width + config.growth_rate
-            out = math.floor(config.reduction * grown) if transition else grown
-            if out < 1:
-                raise ValueError(
-                    f"reduction={config.reduction} leaves floor({config.reduction} * {grown}) "
-                    f"= 0 channels after the transition in block {block}; use reduction >= "
-                    f"{1 / grown:.3g} or 0 (no transitions)"
-                )
+            where = f"the transition in block {block} (or 0: no transitions)"
+            out = _kept(config.reduction, grown, where) if transition else grown
             plans.append(LayerPlan(block, in_scales, out_scales, width, transition, out))
             width = out
     return tuple(plans)

@@ -7,7 +7,7 @@ from typing import Any, ClassVar, cast
 
 from torch import Tensor, nn
 
-from ..blocks import MultiScaleStem, ScaleBlock, ScaleBranch
+from ..blocks import ScaleBlock, ScaleBranch
 from .config_base import NetworkConfig
 from .network_base import ConfiguredNetwork
 from .ranet_config import RANetConfig
@@ -31,25 +31,18 @@ class RANet(ConfiguredNetwork[RANetConfig]):
         config: The architecture.
         stem: Makes each scale's base feature.
         branches: One :class:`~adanet.ScaleBranch` per scale, coarsest first.
-        exits: The exit heads.
-        feature_info: Per exit, the channels, downsampling and module of the feature map it
-            sees (:class:`~adanet.FeatureInfo`, timm's semantics).
+
+    ``exits``, ``feature_info`` and ``pretrained_cfg`` are described in
+    :class:`~adanet.models.ConfiguredNetwork`.
     """
 
     config_class: ClassVar[type[NetworkConfig]] = RANetConfig
 
     def __init__(self, config: RANetConfig) -> None:
-        super().__init__()
-        self._setup(config)
+        super().__init__(config)
         plan = config.plan()
         layers = {"norm_layer": self._norm_layer, "activation_layer": self._activation_layer}
-        self.stem = MultiScaleStem(
-            config.in_channels,
-            plan.stem_channels,
-            plan.stem_downsample,
-            variant=config.variant,
-            **layers,
-        )
+        self.stem = self._stem(plan.stem_channels, plan.stem_downsample)
         exit_at = {(e.scale, e.block): e for e in plan.exits}
         branches, heads = [], []
         for s, blocks in enumerate(plan.branches):

@@ -4,18 +4,62 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
-from ..blocks.norm_act import ActSpec, NormSpec
 from ..compat.ranet import REFERENCE_OPTION_NAMES
-from .config_base import NetworkConfig, Variant
+from .config_base import NetworkConfig
 from .plans import RANetPlan, plan_ranet
 
 __all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
 
 StepMode = Literal["even", "lg"]
+
+
+def _preset_values() -> dict[str, dict[str, Any]]:
+    # train_cifar.sh of the original repository.
+    cifar = {
+        "num_blocks": 2,
+        "num_channels": 16,
+        "growth_rate": 6,
+        "growth_factors": (4, 2, 1, 1),
+        "bottleneck_factors": (4, 2, 1, 1),
+        "block_step": 2,
+        "scale_list": (1, 2, 3, 3),
+        "step": 4,
+        "step_mode": "even",
+        "variant": "cifar",
+    }
+    # The original README's budgeted-batch CIFAR command (3 scales, step 2, lg).
+    budgeted = {
+        "num_channels": 16,
+        "step": 2,
+        "step_mode": "lg",
+        "scale_list": (1, 2, 3),
+        "growth_factors": (4, 2, 1),
+        "bottleneck_factors": (4, 2, 1),
+        "variant": "cifar",
+    }
+    return {
+        "cifar10": {**cifar, "num_classes": 10},
+        "cifar100": {**cifar, "num_classes": 100},
+        "cifar10_budgeted": {**budgeted, "num_classes": 10},
+        "cifar100_budgeted": {**budgeted, "num_classes": 100},
+        # The paper's ImageNet model.
+        "imagenet": {
+            "num_channels": 64,
+            "growth_rate": 16,
+            "step": 8,
+            "step_mode": "even",
+            "scale_list": (1, 2, 3, 4),
+            "growth_factors": (4, 2, 2, 1),
+            "bottleneck_factors": (4, 2, 2, 1),
+            "variant": "imagenet",
+            "num_classes": 1000,
+        },
+    }
 
 
 @dataclass(frozen=True)
@@ -47,18 +91,8 @@ class RANetConfig(NetworkConfig):
         reduction: Channel reduction of transition layers (``--reduction``).
         bn_after: Conv-norm-act layers (the original's only variant) when true; pre-activation
             norm-act-conv when false.
-        variant: ``"cifar"`` (3×3 stem, 128-wide heads) or ``"imagenet"`` (7×7/2 stem with
-            max-pool, heads as wide as their input), as the original's ``--data``.
-        num_classes: Classes of every exit.
-        in_channels: Channels of the input images.
-        memory_efficient: In training, dense layers recompute their bottleneck activations in
-            backward instead of storing them (as torchvision's memory-efficient DenseNet):
-            much less activation memory for about a third more compute; same outputs and
-            gradients, same checkpoints.
-        norm: Normalisation: ``"batch"`` (the original's), ``"group:G"``, ``"layer"`` or a
-            factory (see :mod:`adanet.blocks.norm_act`).
-        act: Activation: ``"relu"`` (the original's), ``"silu"``, ``"gelu"``,
-            ``"hardswish"`` or a factory.
+        (``variant``, ``num_classes``, ``in_channels``, ``memory_efficient``, ``norm``,
+        ``act``: see :class:`~adanet.models.NetworkConfig`.)
     """
 
     num_blocks: int = 2
@@ -73,21 +107,11 @@ class RANetConfig(NetworkConfig):
     step_mode: StepMode = "even"
     reduction: float = 0.5
     bn_after: bool = True
-    variant: Variant = "cifar"
-    num_classes: int = 10
-    in_channels: int = 3
-    memory_efficient: bool = False
-    norm: NormSpec = "batch"
-    act: ActSpec = "relu"
 
     _network: ClassVar[str] = "RANet"
+    _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = _preset_values()
 
-    @classmethod
-    def _preset_table(cls) -> dict[str, dict[str, Any]]:
-        return _presets()
-
-    def __post_init__(self) -> None:
-        self._check_common()
+    def _validate(self) -> None:
         require_int("num_blocks", self.num_blocks, 1)
         require_int("num_channels", self.num_channels, 1)
         require_int("growth_rate", self.growth_rate, 1)
@@ -172,47 +196,3 @@ class RANetConfig(NetworkConfig):
             ValueError: A transition would keep no channel (``reduction`` too small).
         """
         return plan_ranet(self)
-
-
-def _presets() -> dict[str, dict[str, Any]]:
-    # train_cifar.sh of the original repository.
-    cifar = {
-        "num_blocks": 2,
-        "num_channels": 16,
-        "growth_rate": 6,
-        "growth_factors": (4, 2, 1, 1),
-        "bottleneck_factors": (4, 2, 1, 1),
-        "block_step": 2,
-        "scale_list": (1, 2, 3, 3),
-        "step": 4,
-        "step_mode": "even",
-        "variant": "cifar",
-    }
-    # The original README's budgeted-batch CIFAR command (3 scales, step 2, lg).
-    budgeted = {
-        "num_channels": 16,
-        "step": 2,
-        "step_mode": "lg",
-        "scale_list": (1, 2, 3),
-        "growth_factors": (4, 2, 1),
-        "bottleneck_factors": (4, 2, 1),
-        "variant": "cifar",
-    }
-    return {
-        "cifar10": {**cifar, "num_classes": 10},
-        "cifar100": {**cifar, "num_classes": 100},
-        "cifar10_budgeted": {**budgeted, "num_classes": 10},
-        "cifar100_budgeted": {**budgeted, "num_classes": 100},
-        # The paper's ImageNet model.
-        "imagenet": {
-            "num_channels": 64,
-            "growth_rate": 16,
-            "step": 8,
-            "step_mode": "even",
-            "scale_list": (1, 2, 3, 4),
-            "growth_factors": (4, 2, 2, 1),
-            "bottleneck_factors": (4, 2, 2, 1),
-            "variant": "imagenet",
-            "num_classes": 1000,
-        },
-    }
