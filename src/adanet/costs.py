@@ -208,6 +208,16 @@ def measure_exit_costs(
     model.check_input(x)
     mapping = _actual_mapping()
 
+    return _run_counted(model, x, convention, mapping)
+
+
+def _run_counted(
+    model: EarlyExitNetwork,
+    x: Tensor,
+    convention: Convention,
+    mapping: dict[Any, Callable[..., int]],
+) -> list[ExitCost]:
+    # Run the model exit by exit under the counters, recording the running totals.
     ops = [0.0]
     seen: set[int] = set()
     params = [0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -89,39 +89,31 @@ class ScaleBlock(nn.Module):
         self.fused = coarse_channels is not None
         self.memory_efficient = memory_efficient
         self.feature_channels = [in_channels + j * growth_rate for j in range(num_layers + 1)]
+        shared: dict[str, Any] = {
+            "bottleneck_width": bottleneck_width,
+            "norm_first": norm_first,
+            "norm_layer": norm_layer,
+            "activation_layer": activation_layer,
+            "memory_efficient": memory_efficient,
+        }
         layers: list[nn.Module] = []
         for j in range(num_layers):
-            stride = 2 if downsample and j == num_layers - 1 else 1
+            last_downsamples = downsample and j == num_layers - 1
             width = self.feature_channels[j]
             if coarse_channels is None:
-                layers.append(
-                    DenseLayer(
-                        width,
-                        growth_rate,
-                        bottleneck_width=bottleneck_width,
-                        stride=stride,
-                        norm_first=norm_first,
-                        norm_layer=norm_layer,
-                        activation_layer=activation_layer,
-                        memory_efficient=memory_efficient,
-                    )
-                )
+                stride = 2 if last_downsamples else 1
+                layers.append(DenseLayer(width, growth_rate, stride=stride, **shared))
             else:
-                layers.append(
-                    FusionBlock(
-                        width,
-                        coarse_channels[j],
-                        growth_rate,
-                        compress_factor=compress_factor,
-                        bottleneck_width=bottleneck_width,
-                        coarse_bottleneck_width=coarse_bottleneck_width,
-                        downsample=stride == 2,
-                        norm_first=norm_first,
-                        norm_layer=norm_layer,
-                        activation_layer=activation_layer,
-                        memory_efficient=memory_efficient,
-                    )
+                fusion = FusionBlock(
+                    width,
+                    coarse_channels[j],
+                    growth_rate,
+                    compress_factor=compress_factor,
+                    coarse_bottleneck_width=coarse_bottleneck_width,
+                    downsample=last_downsamples,
+                    **shared,
                 )
+                layers.append(fusion)
         self.layers = nn.ModuleList(layers)
         channels = self.feature_channels[-1]
         self.fuse_last: nn.Module | None = None
