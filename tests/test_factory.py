@@ -124,7 +124,7 @@ def test_register_model_is_one_decorator_and_touches_nothing_else() -> None:
             7,
         )
         with pytest.raises(ValueError, match="already registered"):
-            adanet.register_model(_Tiny)
+            adanet.register_model(name="_Tiny")(tiny_five)
     finally:
         default_registry.unregister("_Tiny")
         default_registry.unregister("tiny_five")
@@ -150,3 +150,17 @@ def test_an_entry_point_must_return_a_network() -> None:
             adanet.create_model("not_a_network")
     finally:
         default_registry.unregister("not_a_network")
+
+
+def test_running_a_module_again_replaces_its_own_registration() -> None:
+    registry = ModelRegistry()
+    source = "def net(**kw):\n    return kw\n"
+    first: dict[str, Any] = {"__name__": "user_module"}
+    second: dict[str, Any] = {"__name__": "user_module"}
+    exec(source, first)
+    exec(source, second)
+    registry.register("net", first["net"])
+    registry.register("net", second["net"])  # the same function, defined again
+    assert registry.entry("net") is second["net"]
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("net", _Tiny)

@@ -39,9 +39,12 @@ class ModelRegistry:
     def register(self, name: str, entry: EntryPoint) -> None:
         """Register ``entry`` under ``name``.
 
+        Registering the same function again (same module and qualified name, as when a
+        module is run twice) replaces the entry.
+
         Raises:
             TypeError: ``entry`` is not callable.
-            ValueError: A malformed or already registered name.
+            ValueError: A malformed name, or a name taken by another entry point.
         """
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(
@@ -49,8 +52,11 @@ class ModelRegistry:
             )
         if not callable(entry):
             raise TypeError(f"a model entry point must be callable, got {entry!r}")
-        if name in self._entries:
+        known = self._entries.get(name)
+        if known is not None and (_origin(known) is None or _origin(known) != _origin(entry)):
             raise ValueError(f"a model named {name!r} is already registered")
+        # The same function defined again (a module re-run in a notebook, importlib.reload)
+        # replaces its own registration.
         self._entries[name] = entry
 
     def unregister(self, name: str) -> None:
@@ -89,6 +95,12 @@ class ModelRegistry:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _origin(entry: EntryPoint) -> tuple[str, str] | None:
+    # Where an entry point is defined; None for objects without a module and name (partials).
+    module, qualname = getattr(entry, "__module__", None), getattr(entry, "__qualname__", None)
+    return (module, qualname) if module and qualname else None
 
 
 #: The registry :func:`create_model`, :func:`list_models` and :func:`register_model` use.
