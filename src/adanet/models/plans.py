@@ -147,13 +147,13 @@ def stem_downsampling(variant: str, downsample: tuple[bool, ...]) -> tuple[int, 
     return tuple(out)
 
 
-def _kept(reduction: float, width: int, where: str) -> int:
+def _kept(reduction: float, width: int, where: str, other: str = "") -> int:
     # Channels a transition keeps; a config that would keep none is refused here, by name.
     kept = math.floor(reduction * width)
     if kept < 1:
         raise ValueError(
             f"reduction={reduction} leaves floor({reduction} * {width}) = 0 channels after "
-            f"{where}; use reduction >= {1 / width:.3g}"
+            f"{where}; use reduction >= {1 / width:.3g}{other}"
         )
     return kept
 
@@ -245,8 +245,9 @@ def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
                 transition = in_scales > out_scales
             transition = transition and config.reduction > 0
             grown = width + config.growth_rate
-            where = f"the transition in block {block} (or 0: no transitions)"
-            out = _kept(config.reduction, grown, where) if transition else grown
+            where = f"the transition in block {block}"
+            no_transitions = " or 0 (no transitions)"
+            out = _kept(config.reduction, grown, where, no_transitions) if transition else grown
             plans.append(LayerPlan(block, in_scales, out_scales, width, transition, out))
             width = out
     return tuple(plans)
