@@ -66,6 +66,10 @@ class MSDNetConfig(NetworkConfig):
     field). Scales are numbered as in the original: scale 0 is the finest, and the exits see
     the coarsest scale only.
 
+    The fields every network has (``variant``, ``num_classes``, ``in_channels``,
+    ``memory_efficient``, ``norm``, ``act``) are keyword-only and documented in
+    :class:`~adanet.models.NetworkConfig`.
+
     Attributes:
         num_blocks: Blocks, one exit after each (``--nBlocks``).
         base: Dense layers in the first block (``--base``).
@@ -88,8 +92,6 @@ class MSDNetConfig(NetworkConfig):
             after a third and two thirds of the layers.
         reduction: Width kept by a transition, ``floor(reduction * width)`` (``--reduction``);
             0 means no transitions.
-        (``variant``, ``num_classes``, ``in_channels``, ``memory_efficient``, ``norm``,
-        ``act``: see :class:`~adanet.models.NetworkConfig`.)
     """
 
     num_blocks: int = 7

@@ -70,6 +70,10 @@ class RANetConfig(NetworkConfig):
     ``num_blocks`` and so on; the docs list them all). Scales are numbered from the
     coarsest (scale 0, the first to run) to the finest, as in the original.
 
+    The fields every network has (``variant``, ``num_classes``, ``in_channels``,
+    ``memory_efficient``, ``norm``, ``act``) are keyword-only and documented in
+    :class:`~adanet.models.NetworkConfig`.
+
     Attributes:
         num_blocks: Blocks in the coarsest scale (``--nBlocks``); scale ``s`` has
             ``num_blocks + s * block_step`` blocks.
@@ -91,8 +95,6 @@ class RANetConfig(NetworkConfig):
         reduction: Channel reduction of transition layers (``--reduction``).
         bn_after: Conv-norm-act layers (the original's only variant) when true; pre-activation
             norm-act-conv when false.
-        (``variant``, ``num_classes``, ``in_channels``, ``memory_efficient``, ``norm``,
-        ``act``: see :class:`~adanet.models.NetworkConfig`.)
     """
 
     num_blocks: int = 2
