@@ -70,3 +70,11 @@ def test_reference_args_is_a_deprecated_alias_of_compat_args() -> None:
         shim: Any = importlib.import_module("adanet.reference_args")
     assert shim.parse_reference_args is compat.parse_reference_args
     assert shim.REFERENCE_DATASETS is compat.REFERENCE_DATASETS
+
+
+@pytest.mark.parametrize("config_class", [adanet.RANetConfig, adanet.MSDNetConfig])
+def test_reading_args_from_something_that_is_not_text_or_a_path(config_class: Any) -> None:
+    with pytest.raises(TypeError, match=r"path of an original args\.txt"):
+        config_class.from_reference_args(123)
+    with pytest.raises(FileNotFoundError, match="no args file"):
+        config_class.from_reference_args("missing/args.txt")

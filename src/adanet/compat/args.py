@@ -36,10 +36,16 @@ def parse_reference_args(path_or_text: str | os.PathLike[str]) -> dict[str, Any]
         The options as a dict of Python literals (lists stay lists).
 
     Raises:
+        TypeError: Neither a string nor a path.
         FileNotFoundError: When ``path_or_text`` names a file that does not exist.
         ValueError: When the text is not one ``Namespace(...)`` call of literal keyword
             arguments.
     """
+    if not isinstance(path_or_text, (str, os.PathLike)):
+        raise TypeError(
+            "expected the path of an original args.txt or its 'Namespace(...)' text, got "
+            f"{type(path_or_text).__name__}"
+        )
     text = str(path_or_text) if not isinstance(path_or_text, os.PathLike) else None
     if text is None or not text.lstrip().startswith("Namespace("):
         path = os.fspath(path_or_text)
