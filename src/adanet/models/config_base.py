@@ -19,7 +19,7 @@ from typing_extensions import Self
 from .._validation import require_choice, require_int
 from ..blocks.norm_act import ActSpec, NormSpec, check_act, check_norm
 
-__all__ = ["NetworkConfig", "Variant"]
+__all__ = ["NetworkConfig", "Variant", "cifar_presets"]
 
 #: The stem and head layout: ``"cifar"`` (small images) or ``"imagenet"`` (large images).
 Variant = Literal["cifar", "imagenet"]
@@ -71,6 +71,11 @@ class NetworkConfig:
 
     def _validate(self) -> None:
         """Check the subclass's own fields (called after the shared ones are checked)."""
+
+    def plan(self) -> Any:
+        """The network's layout, computed from the fields (each subclass returns its own
+        plan type); the model's constructor builds only from it."""
+        raise NotImplementedError
 
     @property
     def default_image_size(self) -> int:
@@ -180,6 +185,12 @@ class NetworkConfig:
         config = reference_format_for(cls).read_config(path_or_text)
         assert isinstance(config, cls)
         return config
+
+
+def cifar_presets(suffix: str, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``cifar10<suffix>`` and ``cifar100<suffix>`` presets: ``values`` with 10 and 100
+    classes (the originals train the same architecture on both)."""
+    return {f"cifar{n}{suffix}": {**values, "num_classes": n} for n in (10, 100)}
 
 
 def _check_names(cls: type, data: Mapping[str, Any]) -> None:

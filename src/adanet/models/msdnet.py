@@ -10,7 +10,7 @@ from ..blocks.multiscale_dense_layer import MultiScaleDenseLayer, MultiScaleTran
 from .config_base import NetworkConfig
 from .msdnet_config import MSDNetConfig
 from .network_base import ConfiguredNetwork
-from .plans import LayerPlan
+from .plans import LayerPlan, MSDNetPlan
 
 __all__ = ["MSDNet"]
 
@@ -39,16 +39,12 @@ class MSDNet(ConfiguredNetwork[MSDNetConfig]):
         blocks: Per exit, an ``nn.Sequential`` of :class:`MultiScaleDenseLayer` and
             :class:`MultiScaleTransition` modules mapping the list of scale features to the
             next one.
-
-    ``exits``, ``feature_info`` and ``pretrained_cfg`` are described in
-    :class:`~adanet.models.ConfiguredNetwork`.
     """
 
     config_class: ClassVar[type[NetworkConfig]] = MSDNetConfig
 
-    def __init__(self, config: MSDNetConfig) -> None:
-        super().__init__(config)
-        plan = config.plan()
+    def _build(self, plan: MSDNetPlan) -> None:
+        config = self.config
         # Every scale halves the previous one.
         self.stem = self._stem(plan.stem_channels, [True] * config.num_scales)
         blocks: list[nn.Sequential] = []

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
 from ..compat.msdnet import REFERENCE_DEFAULTS, REFERENCE_OPTION_NAMES
-from .config_base import NetworkConfig
+from .config_base import NetworkConfig, cifar_presets
 from .plans import LayerPlan, MSDNetPlan, plan_msdnet
 
 __all__ = ["REFERENCE_DEFAULTS", "REFERENCE_OPTION_NAMES", "LayerPlan", "MSDNetConfig"]
@@ -34,10 +34,8 @@ def _preset_values() -> dict[str, dict[str, Any]]:
     anytime = {**cifar, "num_blocks": 7, "step": 2, "base": 4, "step_mode": "even"}
     budgeted = {**cifar, "num_blocks": 5, "step": 1, "base": 1, "step_mode": "lin_grow"}
     return {
-        "cifar10_anytime": {**anytime, "num_classes": 10},
-        "cifar100_anytime": {**anytime, "num_classes": 100},
-        "cifar10_budgeted": {**budgeted, "num_classes": 10},
-        "cifar100_budgeted": {**budgeted, "num_classes": 100},
+        **cifar_presets("_anytime", anytime),
+        **cifar_presets("_budgeted", budgeted),
         # The README's ImageNet model (step 4), the one of the published pretrained weights.
         "imagenet": {
             "num_blocks": 5,

@@ -64,6 +64,11 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
         )
         self._norm_layer = resolve_norm(config.norm)
         self._activation_layer = resolve_act(config.act)
+        self._build(config.plan())
+
+    def _build(self, plan: Any) -> None:
+        """Build the stem, the body and the heads from ``config.plan()``'s layout."""
+        raise NotImplementedError
 
     def _stem(self, channels: Sequence[int], downsample: Sequence[bool]) -> MultiScaleStem:
         """The multi-scale stem, with the config's variant, norm and activation."""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..blocks import ScaleBlock, ScaleBranch
 from .config_base import NetworkConfig
 from .network_base import ConfiguredNetwork
+from .plans import RANetPlan
 from .ranet_config import RANetConfig
 
 __all__ = ["RANet"]
@@ -31,16 +32,15 @@ class RANet(ConfiguredNetwork[RANetConfig]):
         config: The architecture.
         stem: Makes each scale's base feature.
         branches: One :class:`~adanet.ScaleBranch` per scale, coarsest first.
-
-    ``exits``, ``feature_info`` and ``pretrained_cfg`` are described in
-    :class:`~adanet.models.ConfiguredNetwork`.
+        exits: One :class:`~adanet.ExitHead` per exit (see
+            :class:`~adanet.models.ConfiguredNetwork` for ``feature_info`` and
+            ``pretrained_cfg``).
     """
 
     config_class: ClassVar[type[NetworkConfig]] = RANetConfig
 
-    def __init__(self, config: RANetConfig) -> None:
-        super().__init__(config)
-        plan = config.plan()
+    def _build(self, plan: RANetPlan) -> None:
+        config = self.config
         layers = {"norm_layer": self._norm_layer, "activation_layer": self._activation_layer}
         self.stem = self._stem(plan.stem_channels, plan.stem_downsample)
         exit_at = {(e.scale, e.block): e for e in plan.exits}

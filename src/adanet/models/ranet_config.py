@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 from .._validation import require_choice, require_fraction, require_int, require_int_tuple
 from ..compat.ranet import REFERENCE_OPTION_NAMES
-from .config_base import NetworkConfig
+from .config_base import NetworkConfig, cifar_presets
 from .plans import RANetPlan, plan_ranet
 
 __all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
@@ -43,10 +43,8 @@ def _preset_values() -> dict[str, dict[str, Any]]:
         "variant": "cifar",
     }
     return {
-        "cifar10": {**cifar, "num_classes": 10},
-        "cifar100": {**cifar, "num_classes": 100},
-        "cifar10_budgeted": {**budgeted, "num_classes": 10},
-        "cifar100_budgeted": {**budgeted, "num_classes": 100},
+        **cifar_presets("", cifar),
+        **cifar_presets("_budgeted", budgeted),
         # The paper's ImageNet model.
         "imagenet": {
             "num_channels": 64,
