@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import nn
+from typing_extensions import Self
 
 from ..blocks import ExitHead, MultiScaleStem
 from ..blocks.norm_act import resolve_act, resolve_norm
@@ -115,16 +116,15 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
         self.min_input_size = max(plan.downsampling for plan in exits) * 4
 
     @classmethod
-    def from_config(cls, config: Any) -> Any:
+    def from_config(cls, config: ConfigT | str) -> Self:
         """Build from a config or a preset name (see the config's ``preset_names()``).
 
         Raises:
             TypeError: Neither a config of this network nor a string.
             ValueError: An unknown preset name.
         """
-        if isinstance(config, str):
-            config = cls.config_class.preset(config)
-        return cls(config)
+        built: Any = cls.config_class.preset(config) if isinstance(config, str) else config
+        return cls(built)
 
     def reset_classifier(self, num_classes: int) -> None:
         """Give every exit a fresh linear layer with ``num_classes`` outputs and set
