@@ -32,3 +32,13 @@ def test_indexing_and_iteration_give_copies_of_the_dicts() -> None:
 def test_an_entry_missing_a_key_is_refused() -> None:
     with pytest.raises(ValueError, match=r"entry 0 lacks \['reduction'\]"):
         FeatureInfo([{"num_chs": 1, "module": "x"}])
+
+
+def test_bad_indices_say_what_is_allowed() -> None:
+    info = FeatureInfo(ENTRIES)
+    with pytest.raises(IndexError, match="exit index 5 is out of range for 2 exits"):
+        info.channels(5)
+    with pytest.raises(TypeError, match="idx must be an exit index"):
+        info.channels("0")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="exit indices must be ints"):
+        info.reduction([0, 1.0])  # type: ignore[list-item]

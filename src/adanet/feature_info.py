@@ -37,12 +37,26 @@ class FeatureInfo:
             self._entries.append(dict(entry))
 
     def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
-        """The value of ``key`` for every entry (``idx=None``), one entry, or several."""
+        """The value of ``key`` for every entry (``idx=None``), one entry, or several.
+
+        Raises:
+            TypeError: ``idx`` is neither an int, a sequence of ints nor ``None``.
+            IndexError: An index outside ``[-len, len)``.
+        """
         if idx is None:
             return [entry[key] for entry in self._entries]
-        if isinstance(idx, int):
-            return self._entries[idx][key]
-        return [self._entries[i][key] for i in idx]
+        if isinstance(idx, int) and not isinstance(idx, bool):
+            return self._entries[self._position(idx)][key]
+        if isinstance(idx, (str, bytes)) or not isinstance(idx, Sequence):
+            raise TypeError(f"idx must be an exit index, a sequence of them or None, got {idx!r}")
+        return [self._entries[self._position(i)][key] for i in idx]
+
+    def _position(self, idx: object) -> int:
+        if isinstance(idx, bool) or not isinstance(idx, int):
+            raise TypeError(f"exit indices must be ints, got {idx!r}")
+        if not -len(self._entries) <= idx < len(self._entries):
+            raise IndexError(f"exit index {idx} is out of range for {len(self._entries)} exits")
+        return idx
 
     def channels(self, idx: int | Sequence[int] | None = None) -> Any:
         """Channels of each exit's feature map (a list), or of exit ``idx`` (an int)."""

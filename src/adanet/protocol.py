@@ -147,7 +147,10 @@ class EarlyExitNetwork(nn.Module, ABC):
         """Raise a clear error unless ``x`` is a float batch this network accepts.
 
         The dtype and device must be the model's (its first floating-point parameter's),
-        except under autocast, which casts for each operation.
+        except under autocast, which casts for each operation. Values are not inspected:
+        NaN or infinite pixels (which would cost a pass over the batch to find) go through
+        the network and give NaN logits for those samples only, since every layer works per
+        sample in eval mode.
 
         Raises:
             TypeError: Not a tensor, not floating point, or another dtype than the model's.
