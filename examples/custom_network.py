@@ -72,6 +72,12 @@ class TinyMultiScaleNet(adanet.EarlyExitNetwork):
         return x, {**state, "x": x, "fine": None}  # None: select_samples passes it along
 
 
+@adanet.register_model(name="tiny_multiscale")
+def tiny_multiscale(**overrides: Any) -> TinyMultiScaleNet:
+    """``TinyMultiScaleNet`` by name: ``adanet.create_model("tiny_multiscale", num_classes=5)``."""
+    return TinyMultiScaleNet(**overrides)
+
+
 def train_epoch(
     model: adanet.EarlyExitNetwork,
     loader: DataLoader[Any],
@@ -111,7 +117,9 @@ def main(epochs: int = 1) -> None:
     splits = digits_datasets(seed=0)
     loaders = build_loaders(splits, batch_size=32, workers=0, pin_memory=False)
     assert loaders.val is not None  # digits_datasets holds out a validation split by default
-    model = TinyMultiScaleNet(splits.num_classes, splits.in_channels)
+    model = adanet.create_model(
+        "tiny_multiscale", num_classes=splits.num_classes, in_channels=splits.in_channels
+    )
 
     # 1. What leaving at each exit costs, for one image.
     costs = adanet.measure_exit_costs(model, splits.image_size)

@@ -98,3 +98,34 @@ def test_save_atomic_replaces_and_survives_a_crash(
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"hello, not a checkpoint",
+        b"PK\x03\x04 broken zip",
+        b"\x80\x02}q\x00.",
+        bytes(range(256)),
+    ],
+    ids=["empty", "text", "broken-zip", "bare-pickle", "binary"],
+)
+def test_any_file_that_is_not_a_checkpoint_gets_a_checkpoint_error(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "foreign.pth"
+    path.write_bytes(content)
+    model = adanet.RANet(adanet.RANetConfig())
+    with pytest.raises(CheckpointError, match=r"foreign\.pth"):
+        adanet.load_reference_checkpoint(model, path)
+
+
+def test_paths_of_the_wrong_kind_are_refused(tmp_path: Path) -> None:
+    model = adanet.RANet(adanet.RANetConfig())
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        adanet.load_reference_checkpoint(model, tmp_path)
+    with pytest.raises(TypeError, match="checkpoint path"):
+        adanet.load_reference_checkpoint(model, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"model must be an nn\.Module"):
+        adanet.load_reference_checkpoint("model", tmp_path / "x.pt")  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 from typing import Any
 
 import pytest
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -65,7 +66,74 @@ def test_actual_counts_more_than_reference() -> None:
     assert all(a.macs > r.macs for a, r in zip(actual, reference, strict=True))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_and_bfloat16_models_are_measured_as_they_are(dtype: torch.dtype) -> None:
+    model = RANet(RANetConfig(num_channels=4, growth_rate=4, growth_factors=(2, 1, 1)))
+    expected = measure_exit_costs(model, 32)
+    reference = measure_exit_costs(model, 32, convention="reference")
+    model.to(dtype)
+    assert measure_exit_costs(model, 32) == expected
+    assert measure_exit_costs(model, 32, convention="reference") == reference
+    assert next(model.parameters()).dtype == dtype
+
+
+@pytest.mark.parametrize(
+    ("size", "error"),
+    [
+        (32.0, TypeError),
+        ("32", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+        ((8.0, 8.0), TypeError),
+        ((3, 0, 8), ValueError),
+        (-8, ValueError),
+        ((8,), ValueError),
+    ],
+)
+def test_input_sizes_of_the_wrong_type_or_range_get_clear_errors(
+    size: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=r"input_size must be an int S \(square images\)"):
+        measure_exit_costs(TwoExitNet(), size)  # type: ignore[arg-type]
+
+
+def test_a_torch_without_the_counted_operators_gets_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import adanet.costs as costs_module
+
+    real = costs_module._aten
+    costs_module._actual_mapping.cache_clear()
+    monkeypatch.setattr(
+        costs_module, "_aten", lambda name: None if name == "upsample_bilinear2d" else real(name)
+    )
+    try:
+        with pytest.raises(
+            RuntimeError, match=r"lacks the aten operators \['upsample_bilinear2d'\]"
+        ):
+            measure_exit_costs(TwoExitNet(), 8)
+    finally:
+        costs_module._actual_mapping.cache_clear()
+
+
+def test_private_batch_norm_overloads_are_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    import adanet.costs as costs_module
+
+    real = costs_module._aten
+    costs_module._actual_mapping.cache_clear()
+    monkeypatch.setattr(
+        costs_module, "_aten", lambda name: None if name.startswith("_native") else real(name)
+    )
+    try:
+        mapping = costs_module._actual_mapping()
+        assert torch.ops.aten.native_batch_norm in mapping
+    finally:
+        costs_module._actual_mapping.cache_clear()
+
+
 def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="convention"):
+        measure_exit_costs(TwoExitNet(), 8, convention=3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="convention"):
         measure_exit_costs(TwoExitNet(), 8, convention="flops")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="input_size"):

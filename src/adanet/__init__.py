@@ -31,6 +31,8 @@ from .evaluation import (
 )
 from .exit_policy import ExitPolicy
 from .export import ExportedEarlyExit, export_stages
+from .factory import create_model, list_models, register_model
+from .feature_info import FeatureInfo
 from .inference import EarlyExitResult, early_exit
 from .latency import measure_exit_latency
 from .losses import MultiExitLoss
@@ -40,6 +42,7 @@ from .optimize import compile_for_early_exit, optimize_for_inference
 from .patience import PatienceExitPolicy
 from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .pretrained import load_pretrained, save_pretrained
+from .pretrained_cfg import PretrainedCfg
 from .protocol import EarlyExitNetwork, select_samples
 from .risk import calibrate, calibrate_risk
 from .temperature import fit_temperatures
@@ -63,6 +66,7 @@ __all__ = [
     "ExitHead",
     "ExitPolicy",
     "ExportedEarlyExit",
+    "FeatureInfo",
     "FusionBlock",
     "MSDNet",
     "MSDNetConfig",
@@ -72,6 +76,7 @@ __all__ = [
     "MultiScaleTransition",
     "PatienceExitPolicy",
     "PolicyEvaluation",
+    "PretrainedCfg",
     "RANet",
     "RANetConfig",
     "ScaleBlock",
@@ -81,6 +86,7 @@ __all__ = [
     "calibrate",
     "calibrate_risk",
     "compile_for_early_exit",
+    "create_model",
     "data",
     "early_exit",
     "evaluate_anytime",
@@ -89,12 +95,14 @@ __all__ = [
     "export_stages",
     "fit_temperatures",
     "geometric_exit_fractions",
+    "list_models",
     "load_pretrained",
     "load_reference_checkpoint",
     "losses",
     "measure_exit_costs",
     "measure_exit_latency",
     "optimize_for_inference",
+    "register_model",
     "save_atomic",
     "save_pretrained",
     "select_samples",

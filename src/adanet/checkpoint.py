@@ -6,7 +6,6 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,13 +30,18 @@ def load_weights_only(path: str | os.PathLike[str]) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with clear errors.
 
     Raises:
-        FileNotFoundError: No such file.
+        TypeError: ``path`` is not a path.
+        FileNotFoundError: No such file, or a directory.
         CheckpointError: A truncated or foreign file, or one holding objects whose
             unpickling could run code.
     """
     # weights_only=True restricts unpickling to tensors and plain containers, so a crafted
     # file cannot run code; anything else is refused, never retried without it.
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"expected a checkpoint path (str or os.PathLike), got {path!r}")
     location = os.fspath(path)
+    if os.path.isdir(location):
+        raise FileNotFoundError(f"{location!r} is a directory, not a checkpoint file")
     if not os.path.isfile(location):
         raise FileNotFoundError(f"no checkpoint at {location!r}")
     try:
@@ -50,7 +54,10 @@ def load_weights_only(path: str | os.PathLike[str]) -> Any:
             f"refusing to load {location!r}: it holds objects other than tensors, numbers, "
             f"strings and containers, and loading them could run code ({first_line})"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except Exception as error:
+        # torch.load fails on foreign files with whatever its parser hits first (RuntimeError,
+        # EOFError, KeyError on a text file, UnicodeDecodeError, ...): all mean "not a
+        # checkpoint", so all get the same clear error.
         raise CheckpointError(
             f"cannot read {location!r}: the file is truncated or is not a PyTorch checkpoint "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
@@ -137,8 +144,9 @@ def load_reference_checkpoint(model: nn.Module, path: str | os.PathLike[str]) ->
     """Load a checkpoint written by the original RANet or MSDNet scripts into ``model``.
 
     The file is read with ``torch.load(..., weights_only=True)`` only. Parameter names are
-    translated by ``model.translate_reference_key`` when the model has it (adanet's RANet
-    and MSDNet do), so the originals' layouts map onto adanet's modules.
+    translated by the original format registered for the model's class in
+    :mod:`adanet.compat` (RANet's and MSDNet's are), so the originals' layouts map onto
+    adanet's modules; other models load the names as they are.
 
     Args:
         model: The adanet model, built with the checkpoint's configuration (e.g. from
@@ -150,14 +158,19 @@ def load_reference_checkpoint(model: nn.Module, path: str | os.PathLike[str]) ->
         ``model``, with the weights loaded.
 
     Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
         FileNotFoundError: No such file.
         CheckpointError: Unreadable, truncated or unsafe file, or one made for another
             configuration; the message says what disagrees.
     """
+    from .compat import find_reference_format  # compat imports the models
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     state = read_state_dict(path)
-    translate = getattr(model, "translate_reference_key", None)
-    if callable(translate):
-        state = {str(translate(key)): value for key, value in state.items()}
+    fmt = find_reference_format(model)
+    if fmt is not None:
+        state = {fmt.translate_key(model, key): value for key, value in state.items()}
     model_state = model.state_dict()
     mismatch = _describe_mismatch(model_state, state)
     if mismatch:

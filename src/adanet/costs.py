@@ -21,6 +21,7 @@ order: the stem, every block run so far and every earlier head, for one image.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._device import module_device
+from .compat.reference_costs import kernel_area, reference_cost_rule
 from .protocol import EarlyExitNetwork
 
 __all__ = ["Convention", "ExitCost", "measure_exit_costs"]
@@ -54,40 +56,25 @@ class ExitCost:
     params: int
 
 
-def _input_shape(model: EarlyExitNetwork, input_size: int | Sequence[int]) -> tuple[int, ...]:
+def _input_shape(model: EarlyExitNetwork, input_size: Any) -> tuple[int, ...]:
+    allowed = "an int S (square images), (H, W) or (C, H, W), with ints >= 1"
+    if isinstance(input_size, bool):
+        raise TypeError(f"input_size must be {allowed}, got {input_size!r}")
     if isinstance(input_size, int):
-        return (model.in_channels, input_size, input_size)
-    size = tuple(int(v) for v in input_size)
-    if len(size) == 2:
-        return (model.in_channels, *size)
-    if len(size) == 3:
-        return size
-    raise ValueError(f"input_size must be S, (H, W) or (C, H, W), got {input_size!r}")
-
-
-def _kernel_area(kernel: int | Sequence[int]) -> int:
-    if isinstance(kernel, int):
-        return kernel * kernel
-    return int(math.prod(kernel)) if len(kernel) > 1 else int(kernel[0]) ** 2
-
-
-def _reference_ops(module: nn.Module, x: Tensor, out: Tensor) -> float:
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return (
-            module.in_channels * module.out_channels * kh * kw * out.shape[2] * out.shape[3]
-        ) / module.groups
-    if isinstance(module, nn.ReLU):
-        return float(x.numel())
-    if isinstance(module, (nn.AvgPool2d, nn.MaxPool2d)):
-        area = _kernel_area(module.kernel_size)
-        return float(out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] * area)
-    if isinstance(module, nn.AdaptiveAvgPool2d):
-        return float(x.numel())
-    if isinstance(module, nn.Linear):
-        bias = module.bias.numel() if module.bias is not None else 0
-        return float(x.shape[0] * (module.weight.numel() + bias))
-    return 0.0
+        size: tuple[Any, ...] = (model.in_channels, input_size, input_size)
+    elif isinstance(input_size, (tuple, list, torch.Size)):
+        size = tuple(input_size)
+        if len(size) == 2:
+            size = (model.in_channels, *size)
+        elif len(size) != 3:
+            raise ValueError(f"input_size must be {allowed}, got {input_size!r}")
+    else:
+        raise TypeError(f"input_size must be {allowed}, got {input_size!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in size):
+        raise TypeError(f"input_size must be {allowed}, got {input_size!r}")
+    if any(v < 1 for v in size):
+        raise ValueError(f"input_size must be {allowed}, got {input_size!r}")
+    return size
 
 
 def _first_shape(shape: Any) -> Any:
@@ -106,40 +93,79 @@ def _per_output(factor: int) -> Callable[..., int]:
 
 
 def _pool_window(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    return 2 * _kernel_area(args[1]) * int(math.prod(_first_shape(out_shape)))
+    return 2 * kernel_area(args[1]) * int(math.prod(_first_shape(out_shape)))
 
 
 def _per_input(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return 2 * int(math.prod(args[0]))
 
 
+# Operators counted one operation per output element in the "actual" convention. Names
+# starting with "_" are private overloads whose set changes between torch releases (batch
+# norm is dispatched to one of three, depending on the version and the mode): each is used
+# where this torch has it.
+_ELEMENTWISE = (
+    "native_batch_norm",
+    "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training",
+    "native_group_norm",
+    "native_layer_norm",
+    "relu",
+    "relu_",
+    "gelu",
+    "silu",
+    "silu_",
+    "hardswish",
+    "hardswish_",
+    "sigmoid",
+    "add",
+    "add_",
+    "mul",
+    "mul_",
+)
+# Operators whose absence would make the count silently wrong: batch norm needs at least one
+# of its overloads; the rest are public. (Adaptive pooling to 1x1 runs as `mean`; to other
+# sizes as the private `_adaptive_avg_pool2d`, counted where it exists.)
+_BATCH_NORM = ("native_batch_norm", "_native_batch_norm_legit_no_training")
+_REQUIRED = (
+    "relu",
+    "add",
+    "mul",
+    "mean",
+    "upsample_bilinear2d",
+    "max_pool2d_with_indices",
+    "avg_pool2d",
+)
+
+
+def _aten(name: str) -> Any:
+    return getattr(torch.ops.aten, name) if hasattr(torch.ops.aten, name) else None
+
+
+@functools.lru_cache(maxsize=1)
 def _actual_mapping() -> dict[Any, Callable[..., int]]:
-    aten = torch.ops.aten
-    elementwise = [
-        aten.native_batch_norm,
-        aten._native_batch_norm_legit,
-        aten._native_batch_norm_legit_no_training,
-        aten.native_group_norm,
-        aten.native_layer_norm,
-        aten.relu,
-        aten.relu_,
-        aten.gelu,
-        aten.silu,
-        aten.silu_,
-        aten.hardswish,
-        aten.hardswish_,
-        aten.sigmoid,
-        aten.add,
-        aten.add_,
-        aten.mul,
-        aten.mul_,
-    ]
-    mapping: dict[Any, Callable[..., int]] = {op: _per_output(1) for op in elementwise}
-    mapping[aten.upsample_bilinear2d] = _per_output(4)
-    mapping[aten.max_pool2d_with_indices] = _pool_window
-    mapping[aten.avg_pool2d] = _pool_window
-    mapping[aten._adaptive_avg_pool2d] = _per_input
-    mapping[aten.mean] = _per_input
+    """The per-operator formulas, for the operators this torch provides.
+
+    Raises:
+        RuntimeError: This torch lacks operators the count needs.
+    """
+    missing = [name for name in _REQUIRED if _aten(name) is None]
+    if all(_aten(name) is None for name in _BATCH_NORM):
+        missing.append(" or ".join(_BATCH_NORM))
+    if missing:
+        raise RuntimeError(
+            f"measure_exit_costs cannot count operations with torch {torch.__version__}: it "
+            f"lacks the aten operators {missing}; install a torch that adanet supports"
+        )
+    mapping: dict[Any, Callable[..., int]] = {
+        op: _per_output(1) for op in map(_aten, _ELEMENTWISE) if op is not None
+    }
+    mapping[torch.ops.aten.upsample_bilinear2d] = _per_output(4)
+    mapping[torch.ops.aten.max_pool2d_with_indices] = _pool_window
+    mapping[torch.ops.aten.avg_pool2d] = _pool_window
+    for op in map(_aten, ("_adaptive_avg_pool2d", "mean")):
+        if op is not None:
+            mapping[op] = _per_input
     return mapping
 
 
@@ -163,19 +189,35 @@ def measure_exit_costs(
         One :class:`ExitCost` per exit, in exit order.
 
     Raises:
-        TypeError: ``model`` does not follow the protocol.
-        ValueError: Unknown convention or bad input size.
+        TypeError: ``model`` does not follow the protocol, or ``input_size`` is not ints.
+        ValueError: Unknown convention, or an input size the model does not accept.
+        RuntimeError: The installed torch lacks an operator the "actual" count needs.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(
             f"measure_exit_costs needs an adanet.EarlyExitNetwork, got {type(model).__name__}"
         )
-    if convention not in ("actual", "reference"):
+    if not isinstance(convention, str) or convention not in ("actual", "reference"):
         raise ValueError(f"convention must be 'actual' or 'reference', got {convention!r}")
     shape = _input_shape(model, input_size)
-    x = torch.zeros((1, *shape), device=module_device(model))
+    # The zero image takes the model's dtype: a half or bfloat16 model is measured as it is
+    # (operation counts do not depend on the dtype).
+    weight = next((p for p in model.parameters() if p.is_floating_point()), None)
+    dtype = weight.dtype if weight is not None else torch.get_default_dtype()
+    x = torch.zeros((1, *shape), device=module_device(model), dtype=dtype)
     model.check_input(x)
+    mapping = _actual_mapping()
 
+    return _run_counted(model, x, convention, mapping)
+
+
+def _run_counted(
+    model: EarlyExitNetwork,
+    x: Tensor,
+    convention: Convention,
+    mapping: dict[Any, Callable[..., int]],
+) -> list[ExitCost]:
+    # Run the model exit by exit under the counters, recording the running totals.
     ops = [0.0]
     seen: set[int] = set()
     params = [0]
@@ -184,8 +226,9 @@ def measure_exit_costs(
         if id(module) not in seen:
             seen.add(id(module))
             params[0] += sum(p.numel() for p in module.parameters(recurse=False))
-        if convention == "reference" and inputs and isinstance(inputs[0], Tensor):
-            ops[0] += _reference_ops(module, inputs[0], output)
+        rule = reference_cost_rule(module) if convention == "reference" else None
+        if rule is not None and inputs and isinstance(inputs[0], Tensor):
+            ops[0] += rule(module, inputs[0], output)
 
     leaves = [m for m in model.modules() if next(m.children(), None) is None]
     handles = [leaf.register_forward_hook(hook) for leaf in leaves]
@@ -193,7 +236,7 @@ def measure_exit_costs(
     model.eval()
     costs: list[ExitCost] = []
     try:
-        counter = FlopCounterMode(display=False, custom_mapping=_actual_mapping())
+        counter = FlopCounterMode(display=False, custom_mapping=mapping)
         with torch.no_grad(), counter:
             state = model.begin(x)
             for k in range(model.num_exits):

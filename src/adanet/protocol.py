@@ -21,7 +21,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._validation import require_int
+from .blocks.exit_head import ExitHead
+from .feature_info import FeatureInfo
+from .pretrained_cfg import PretrainedCfg, default_cfg_for
+
 __all__ = ["EarlyExitNetwork", "select_samples"]
+
+
+def _detect_autocast_query() -> Any:
+    # torch.is_autocast_enabled takes a device type from torch 2.4 on; before, it only
+    # answered for CUDA and torch.is_autocast_cpu_enabled answered for the CPU.
+    try:
+        torch.is_autocast_enabled("cpu")
+    except TypeError:
+        return lambda device_type: (
+            torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled()
+        )
+    return torch.is_autocast_enabled
+
+
+_autocast_enabled = _detect_autocast_query()
 
 
 def select_samples(state: Any, index: Tensor) -> Any:
@@ -33,19 +53,36 @@ def select_samples(state: Any, index: Tensor) -> Any:
 
     Returns:
         A state of the same structure holding only those samples.
+
+    Raises:
+        TypeError: ``index`` is not a 1-D integer tensor.
     """
+    if not isinstance(index, Tensor) or index.dim() != 1 or index.dtype not in _INDEX_DTYPES:
+        shown = (
+            f"a {index.dtype} tensor of shape {tuple(index.shape)}"
+            if isinstance(index, Tensor)
+            else type(index).__name__
+        )
+        raise TypeError(f"index must be a 1-D int64 (or int32) tensor of positions, got {shown}")
+    return _select(state, index)
+
+
+_INDEX_DTYPES = (torch.int64, torch.int32)
+
+
+def _select(state: Any, index: Tensor) -> Any:
     if isinstance(state, Tensor):
         return state.index_select(0, index)
     if isinstance(state, list):
-        return [select_samples(item, index) for item in state]
+        return [_select(item, index) for item in state]
     if isinstance(state, tuple):
-        items = [select_samples(item, index) for item in state]
+        items = [_select(item, index) for item in state]
         return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
     if isinstance(state, dict):
-        return {key: select_samples(value, index) for key, value in state.items()}
+        return {key: _select(value, index) for key, value in state.items()}
     if dataclasses.is_dataclass(state) and not isinstance(state, type):
         changes = {
-            field.name: select_samples(getattr(state, field.name), index)
+            field.name: _select(getattr(state, field.name), index)
             for field in dataclasses.fields(state)
             if field.init
         }
@@ -59,8 +96,14 @@ class EarlyExitNetwork(nn.Module, ABC):
     Subclasses set ``self.exits`` (an ``nn.ModuleList`` of heads, in exit order) and
     ``self.in_channels``, and implement :meth:`begin` and :meth:`advance`. They get
     ``forward`` (the list of every exit's logits), :meth:`forward_features`,
-    :meth:`forward_head`, input validation, and work with :func:`adanet.early_exit`,
-    :func:`adanet.measure_exit_costs` and the evaluation and training helpers.
+    :meth:`forward_head`, input validation, fine-tuning (:meth:`reset_classifier`,
+    :meth:`get_classifier`), a :attr:`feature_info` and a :attr:`pretrained_cfg`, and work
+    with :func:`adanet.early_exit`, :func:`adanet.measure_exit_costs` and the evaluation and
+    training helpers.
+
+    Heads are re-headed and read before their logits (``pre_logits``) when they are
+    :class:`~adanet.ExitHead` modules or ``nn.Sequential`` modules ending in ``nn.Linear``;
+    other heads need :meth:`reset_classifier` and :meth:`forward_head` overridden.
 
     Attributes:
         exits: The exit heads; ``exits[k]`` maps exit ``k``'s feature map to logits.
@@ -98,12 +141,20 @@ class EarlyExitNetwork(nn.Module, ABC):
             The feature map that ``exits[exit_index]`` classifies, and the new state.
         """
 
+    # ------------------------------------------------------------------------- input check
+
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float batch this network accepts.
 
+        The dtype and device must be the model's (its first floating-point parameter's),
+        except under autocast, which casts for each operation. Values are not inspected:
+        NaN or infinite pixels (which would cost a pass over the batch to find) go through
+        the network and give NaN logits for those samples only, since every layer works per
+        sample in eval mode.
+
         Raises:
-            TypeError: Not a tensor, or not floating point.
-            ValueError: Wrong rank, channel count, or an image smaller than
+            TypeError: Not a tensor, not floating point, or another dtype than the model's.
+            ValueError: Wrong rank, channel count, device, or an image smaller than
                 ``min_input_size``.
         """
         if not isinstance(x, Tensor):
@@ -131,6 +182,24 @@ class EarlyExitNetwork(nn.Module, ABC):
             )
         if x.shape[0] == 0:
             raise ValueError("expected at least one image, got an empty batch")
+        self._check_dtype_and_device(x)
+
+    def _check_dtype_and_device(self, x: Tensor) -> None:
+        weight = next((p for p in self.parameters() if p.is_floating_point()), None)
+        if weight is None:
+            return
+        if x.device != weight.device:
+            raise ValueError(
+                f"the images are on {x.device} but the model is on {weight.device}: move "
+                f"them with x.to({str(weight.device)!r})"
+            )
+        if x.dtype != weight.dtype and not _autocast_enabled(x.device.type):
+            raise TypeError(
+                f"the images are {x.dtype} but the model's parameters are {weight.dtype}: "
+                f"convert with x.to({weight.dtype}), or run under torch.autocast"
+            )
+
+    # --------------------------------------------------------------------------- forward
 
     def forward_features(self, x: Tensor) -> list[Tensor]:
         """The feature map each exit sees, in exit order."""
@@ -142,11 +211,28 @@ class EarlyExitNetwork(nn.Module, ABC):
             features.append(feature)
         return features
 
-    def forward_head(self, features: list[Tensor]) -> list[Tensor]:
-        """Apply every exit head to its feature map."""
-        if len(features) != self.num_exits:
-            raise ValueError(f"expected {self.num_exits} feature maps, got {len(features)}")
-        return [head(feature) for head, feature in zip(self.exits, features, strict=True)]
+    def forward_head(self, features: list[Tensor], pre_logits: bool = False) -> list[Tensor]:
+        """Apply every exit head to its feature map.
+
+        Args:
+            features: :meth:`forward_features`' output.
+            pre_logits: Return each head's pooled features (the input of its final linear
+                layer) instead of its logits, as timm's ``forward_head``.
+
+        Raises:
+            ValueError: Not one feature map per exit.
+            TypeError: ``pre_logits`` for a head that is neither an ``ExitHead`` nor an
+                ``nn.Sequential`` ending in ``nn.Linear``.
+        """
+        if not isinstance(features, (list, tuple)) or len(features) != self.num_exits:
+            got = len(features) if isinstance(features, (list, tuple)) else type(features).__name__
+            raise ValueError(f"expected a list of {self.num_exits} feature maps, got {got}")
+        if not pre_logits:
+            return [head(feature) for head, feature in zip(self.exits, features, strict=True)]
+        return [
+            _pre_logits(k, head, feature)
+            for k, (head, feature) in enumerate(zip(self.exits, features, strict=True))
+        ]
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Every exit's logits, in exit order: a list of ``[N, num_classes]`` tensors."""
@@ -157,3 +243,134 @@ class EarlyExitNetwork(nn.Module, ABC):
             feature, state = self.advance(state, k)
             logits.append(head(feature))
         return logits
+
+    # ------------------------------------------------------------------------ fine-tuning
+
+    def get_classifier(self) -> nn.ModuleList:
+        """The exit heads, in exit order (``self.exits``): the modules a fine-tuning run
+        often trains with their own learning rate."""
+        return self.exits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Give every exit a fresh final linear layer with ``num_classes`` outputs, to
+        fine-tune on another dataset; everything else keeps its weights.
+
+        Networks with a ``config`` (:class:`~adanet.RANet`, :class:`~adanet.MSDNet`) also
+        update ``config.num_classes``.
+
+        Raises:
+            TypeError, ValueError: ``num_classes`` is not an int >= 1.
+            TypeError: A head that is neither an ``ExitHead`` nor an ``nn.Sequential`` ending
+                in ``nn.Linear`` (override this method for such heads).
+        """
+        require_int("num_classes", num_classes, 1)
+        for k, head in enumerate(self.exits):
+            _reset_head(k, head, num_classes)
+
+    # ------------------------------------------------------------------ descriptions
+
+    @property
+    def pretrained_cfg(self) -> PretrainedCfg:
+        """The preprocessing the model expects (input size, mean, std, resizing).
+
+        Networks set it when they know their data; otherwise it defaults to the CIFAR-10
+        statistics at 32×32 (mean and std 0.5 for other channel counts than 3). Assign a
+        :class:`~adanet.PretrainedCfg` to change it.
+        """
+        cfg = self.__dict__.get("_pretrained_cfg")
+        if cfg is None:
+            cfg = default_cfg_for("cifar", 10, self.in_channels)
+        return cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg: PretrainedCfg) -> None:
+        if not isinstance(cfg, PretrainedCfg):
+            raise TypeError(f"pretrained_cfg must be an adanet.PretrainedCfg, got {cfg!r}")
+        self.__dict__["_pretrained_cfg"] = cfg
+
+    @property
+    def feature_info(self) -> FeatureInfo:
+        """Per exit, the channels, downsampling and module of the feature map its head sees
+        (:class:`~adanet.FeatureInfo`, timm's ``.channels()``, ``.reduction()``,
+        ``.module_name()``).
+
+        Networks that know their layout set it; otherwise it is measured once by running
+        :meth:`forward_features` on a zero image of ``pretrained_cfg.input_size``, and each
+        entry's module is ``"exits.k"`` (the input of head ``k``).
+        """
+        info = self.__dict__.get("_feature_info")
+        if info is None:
+            info = self._measure_feature_info()
+            self.__dict__["_feature_info"] = info
+        return info
+
+    @feature_info.setter
+    def feature_info(self, info: FeatureInfo) -> None:
+        if not isinstance(info, FeatureInfo):
+            raise TypeError(f"feature_info must be an adanet.FeatureInfo, got {info!r}")
+        self.__dict__["_feature_info"] = info
+
+    def _measure_feature_info(self) -> FeatureInfo:
+        _, height, width = self.pretrained_cfg.input_size
+        side = max(height, width, self.min_input_size)
+        weight = next((p for p in self.parameters() if p.is_floating_point()), None)
+        x = torch.zeros(
+            1,
+            self.in_channels,
+            side,
+            side,
+            device=None if weight is None else weight.device,
+            dtype=None if weight is None else weight.dtype,
+        )
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                features = self.forward_features(x)
+        finally:
+            self.train(was_training)
+        return FeatureInfo(
+            [
+                {
+                    "num_chs": int(f.shape[1]),
+                    "reduction": max(1, round(side / int(f.shape[-1]))),
+                    "module": f"exits.{k}",
+                }
+                for k, f in enumerate(features)
+            ]
+        )
+
+
+def _final_linear(k: int, head: nn.Module) -> nn.Linear:
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[-1], nn.Linear):
+        return head[-1]
+    raise TypeError(
+        f"exit {k}'s head is a {type(head).__name__}, which adanet cannot re-head or read "
+        "before its logits: use an adanet.ExitHead or an nn.Sequential ending in nn.Linear, "
+        "or override reset_classifier and forward_head"
+    )
+
+
+def _reset_head(k: int, head: nn.Module, num_classes: int) -> None:
+    if isinstance(head, ExitHead):
+        head.reset_classifier(num_classes)
+        return
+    old = _final_linear(k, head)
+    assert isinstance(head, nn.Sequential)  # _final_linear accepts nothing else
+    head[-1] = nn.Linear(
+        old.in_features,
+        num_classes,
+        bias=old.bias is not None,
+        device=old.weight.device,
+        dtype=old.weight.dtype,
+    )
+
+
+def _pre_logits(k: int, head: nn.Module, feature: Tensor) -> Tensor:
+    if isinstance(head, ExitHead):
+        pooled: Tensor = head(feature, pre_logits=True)
+        return pooled
+    _final_linear(k, head)
+    assert isinstance(head, nn.Sequential)  # _final_linear accepts nothing else
+    out: Tensor = head[:-1](feature)
+    return out

@@ -51,3 +51,18 @@ def test_branch_runs_blocks_and_exposes_features() -> None:
 def test_branch_rejects_fused_blocks_after_plain_ones() -> None:
     with pytest.raises(ValueError, match="fused blocks must come first"):
         ScaleBranch([ScaleBlock(8, 1, 4), ScaleBlock(12, 1, 4, coarse_channels=[8, 12])])
+
+
+def test_widths_that_reach_zero_are_refused_when_built() -> None:
+    import pytest
+
+    from adanet import DenseLayer, ExitHead, ScaleBlock
+
+    with pytest.raises(ValueError, match=r"reduction=0\.01 keeps floor"):
+        ScaleBlock(8, 2, 4, transition=True, reduction=0.01)
+    with pytest.raises(ValueError, match="growth_rate must be an int >= 1"):
+        DenseLayer(8, 0)
+    with pytest.raises(ValueError, match="num_classes must be an int >= 1"):
+        ExitHead(8, 0)
+    with pytest.raises(TypeError, match="bottleneck_width must be an int"):
+        DenseLayer(8, 4, bottleneck_width=1.5)  # type: ignore[arg-type]

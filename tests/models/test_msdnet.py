@@ -3,6 +3,7 @@ stepwise early exit, and refusals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from adanet import CheckpointError, load_reference_checkpoint, measure_exit_costs, select_samples
+from adanet.compat import reference_format_for
 from adanet.models.msdnet import MSDNet
 from adanet.models.msdnet_config import MSDNetConfig
 
@@ -181,9 +183,14 @@ def test_state_holds_the_active_scales_finest_first() -> None:
 # ------------------------------------------------------------------------ checkpoints
 
 
+def _translator(model: MSDNet) -> Callable[[str], str]:
+    fmt = reference_format_for(model)
+    return lambda key: fmt.translate_key(model, key)
+
+
 def test_translate_reference_key() -> None:
     model = MSDNet(SMALL)
-    translate = model.translate_reference_key
+    translate = _translator(model)
     assert translate("blocks.0.0.layers.0.net.0.weight") == "stem.layers.0.0.weight"
     assert translate("blocks.0.0.layers.2.net.1.bias") == "stem.layers.2.1.bias"
     assert (
@@ -200,19 +207,26 @@ def test_translate_reference_key() -> None:
     assert translate("something.else") == "something.else"
     no_bottleneck = MSDNet(replace(SMALL, bottleneck=False))
     assert (
-        no_bottleneck.translate_reference_key("blocks.0.1.layers.0.conv_normal.net.1.weight")
+        _translator(no_bottleneck)("blocks.0.1.layers.0.conv_normal.net.1.weight")
         == "blocks.0.0.units.0.conv.1.weight"
     )
     imagenet = MSDNet(replace(SMALL, variant="imagenet"))
-    assert (
-        imagenet.translate_reference_key("blocks.0.0.layers.0.0.bias") == "stem.layers.0.0.0.bias"
-    )
+    assert _translator(imagenet)("blocks.0.0.layers.0.0.bias") == "stem.layers.0.0.0.bias"
 
 
 def test_own_state_dict_keys_survive_translation() -> None:
     model = MSDNet(SMALL)
+    translate = _translator(model)
     for key in model.state_dict():
-        assert model.translate_reference_key(key) == key
+        assert translate(key) == key
+
+
+def test_the_old_translate_method_is_a_deprecated_alias() -> None:
+    model = MSDNet(SMALL)
+    with pytest.warns(DeprecationWarning, match="translate_reference_key"):
+        assert (
+            model.translate_reference_key("classifier.0.linear.bias") == "exits.0.classifier.bias"
+        )
 
 
 def test_reference_checkpoint_for_another_config_is_refused(reference_dir: Path) -> None:

@@ -79,7 +79,7 @@ GOOD_VALUES: list[dict[str, Any]] = [
 @pytest.mark.parametrize("changes", GOOD_VALUES)
 def test_valid_values_are_accepted(changes: dict[str, Any]) -> None:
     config = MSDNetConfig(**changes)
-    assert len(config.layer_plan()) == config.num_layers
+    assert len(config.plan().layers) == config.num_layers
 
 
 def test_config_is_frozen() -> None:
@@ -109,7 +109,7 @@ def test_layers_per_block_follow_the_step_mode(
 
 
 def test_prune_max_drops_one_scale_per_equal_part_with_a_transition() -> None:
-    plan = MSDNetConfig.preset("cifar100_anytime").layer_plan()  # 16 layers, 3 scales
+    plan = MSDNetConfig.preset("cifar100_anytime").plan().layers  # 16 layers, 3 scales
     interval = math.ceil(16 / 3)
     assert [p.out_scales for p in plan] == [3 - (c - 1) // interval for c in range(1, 17)]
     transitions = [i + 1 for i, p in enumerate(plan) if p.transition]
@@ -125,13 +125,13 @@ def test_prune_max_drops_one_scale_per_equal_part_with_a_transition() -> None:
 
 def test_prune_min_keeps_every_scale_until_the_last_layers() -> None:
     config = MSDNetConfig(num_blocks=3, base=3, step=3, prune="min")  # 9 layers
-    plan = config.layer_plan()
+    plan = config.plan().layers
     assert [p.out_scales for p in plan] == [3, 3, 3, 3, 3, 3, 3, 2, 1]
     assert [i + 1 for i, p in enumerate(plan) if p.transition] == [3, 6]
 
 
 def test_reduction_zero_builds_no_transition() -> None:
-    plan = MSDNetConfig(reduction=0.0).layer_plan()
+    plan = MSDNetConfig(reduction=0.0).plan().layers
     assert not any(p.transition for p in plan)
     assert [p.out_scales for p in plan][-1] == 1
 
@@ -258,3 +258,25 @@ def test_preset_values() -> None:
     assert imagenet.variant == "imagenet"
     assert imagenet.default_image_size == 224
     assert anytime.default_image_size == 32
+
+
+def test_layer_plan_is_a_deprecated_alias_of_plan_layers() -> None:
+    config = MSDNetConfig()
+    with pytest.warns(DeprecationWarning, match="plan"):
+        assert config.layer_plan() == config.plan().layers
+
+
+def test_prune_min_with_too_few_layers_for_its_scales_is_refused_when_configured() -> None:
+    with pytest.raises(ValueError, match=r"prune='min' with 2 dense layers cannot start from 4"):
+        MSDNetConfig(
+            num_blocks=1,
+            base=2,
+            prune="min",
+            growth_factors=(1, 2, 4, 4),
+            bottleneck_factors=(1, 2, 4, 4),
+        )
+
+
+def test_a_reduction_that_keeps_no_channel_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r"reduction=0\.01 leaves floor"):
+        MSDNetConfig(num_channels=4, growth_rate=2, reduction=0.01)

@@ -116,3 +116,14 @@ def test_from_config_rejects_other_types() -> None:
 def test_no_prints_while_building(capsys: pytest.CaptureFixture[str]) -> None:
     RANet.from_config("cifar100")
     assert capsys.readouterr().out == ""
+
+
+def test_nan_pixels_poison_only_their_own_sample_in_eval_mode() -> None:
+    model = RANet(RANetConfig(num_channels=4, growth_rate=4, growth_factors=(2, 1, 1))).eval()
+    x = torch.randn(3, 3, 32, 32)
+    x[1, 0, 5, 5] = float("nan")
+    with torch.no_grad():
+        outputs = model(x)
+    for logits in outputs:
+        assert torch.isnan(logits[1]).all()
+        assert torch.isfinite(logits[[0, 2]]).all()

@@ -53,7 +53,9 @@ def test_derived_values() -> None:
     assert config.blocks_per_scale == (2, 4, 6, 8)
     assert config.num_exits == 8
     lg = RANetConfig(step=2, step_mode="lg")
-    assert [lg.layers_in_block(b) for b in range(4)] == [2, 4, 6, 8]
+    assert list(lg.layers_per_block) == [2, 4, 6, 8, 10, 12]  # one per block of the finest scale
+    with pytest.warns(DeprecationWarning, match="layers_per_block"):
+        assert lg.layers_in_block(3) == 8
 
 
 def test_from_reference_args_text_and_file(tmp_path: Any) -> None:
@@ -117,3 +119,22 @@ def test_presets() -> None:
     assert imagenet.scale_list == (1, 2, 3, 4) and imagenet.growth_factors == (4, 2, 2, 1)
     with pytest.raises(ValueError, match="unknown RANet preset 'cifar'; known presets"):
         RANetConfig.preset("cifar")
+
+
+def test_a_reduction_that_keeps_no_channel_is_a_value_error_not_a_crash() -> None:
+    # Used to build a conv with 0 outputs and die in weight init with ZeroDivisionError.
+    with pytest.raises(ValueError, match=r"reduction=0\.01 leaves floor\(0\.01 \* \d+\) = 0"):
+        RANetConfig(reduction=0.01)
+    assert RANetConfig(reduction=0.1).plan().branches  # enough channels: fine
+
+
+def test_plan_describes_what_the_model_builds() -> None:
+    from adanet import RANet
+
+    config = RANetConfig.preset("cifar10")
+    plan = config.plan()
+    model = RANet(config)
+    assert [e.in_channels for e in plan.exits] == model.feature_info.channels()
+    assert [len(blocks) for blocks in plan.branches] == list(config.blocks_per_scale)
+    for blocks, branch in zip(plan.branches, model.branches, strict=True):
+        assert [b.out_channels for b in blocks] == [block.out_channels for block in branch.blocks]

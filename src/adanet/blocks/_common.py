@@ -11,6 +11,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.ops import Conv2dNormActivation
 
+from .._validation import require_int
+
 __all__ = [
     "ActivationLayer",
     "Feature",
@@ -48,7 +50,13 @@ def conv_norm_act(
     activation_layer: ActivationLayer = nn.ReLU,
     bias: bool | None = None,
 ) -> Conv2dNormActivation:
-    """Conv → norm → activation with "same" padding (torchvision's block, no bias by default)."""
+    """Conv → norm → activation with "same" padding (torchvision's block, no bias by default).
+
+    Raises:
+        TypeError, ValueError: A channel count that is not an int >= 1.
+    """
+    require_int("in_channels", in_channels, 1)
+    require_int("out_channels", out_channels, 1)
     return Conv2dNormActivation(
         in_channels,
         out_channels,
@@ -86,6 +94,9 @@ def bottleneck_conv(
         ``Sequential(conv_norm_act(1×1), conv_norm_act(3×3))``, or the flat pre-activation
         sequence ``norm, act, conv1×1, norm, act, conv3×3``.
     """
+    require_int("in_channels", in_channels, 1)
+    require_int("out_channels", out_channels, 1)
+    require_int("bottleneck_width", bottleneck_width, 1)
     inner = min(in_channels, bottleneck_width * out_channels)
     if not norm_first:
         return nn.Sequential(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._validation import require_int
 from ._common import (
     ActivationLayer,
     NormLayer,
@@ -56,6 +57,8 @@ class DenseLayer(nn.Module):
         memory_efficient: bool = False,
     ) -> None:
         super().__init__()
+        require_int("in_channels", in_channels, 1)
+        require_int("growth_rate", growth_rate, 1)
         if stride not in (1, 2):
             raise ValueError(f"stride must be 1 or 2, got {stride!r}")
         self.in_channels = in_channels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .._validation import require_int
 from ._common import ActivationLayer, NormLayer, conv_norm_act
 
 __all__ = ["ExitHead"]
@@ -39,6 +40,10 @@ class ExitHead(nn.Module):
         activation_layer: ActivationLayer = nn.ReLU,
     ) -> None:
         super().__init__()
+        require_int("in_channels", in_channels, 1)
+        require_int("num_classes", num_classes, 1)
+        if hidden_channels is not None:
+            require_int("hidden_channels", hidden_channels, 1)
         hidden = in_channels if hidden_channels is None else hidden_channels
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -53,7 +58,25 @@ class ExitHead(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(hidden, num_classes)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.pool(self.convs(x))  # [N, hidden, 1, 1]
-        logits: Tensor = self.classifier(torch.flatten(x, 1))  # [N, num_classes]
+    def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """The logits, ``[N, num_classes]``; with ``pre_logits`` the pooled features the
+        linear layer classifies, ``[N, hidden]``."""
+        pooled = torch.flatten(self.pool(self.convs(x)), 1)  # [N, hidden]
+        if pre_logits:
+            return pooled
+        logits: Tensor = self.classifier(pooled)  # [N, num_classes]
         return logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the linear layer by a fresh one with ``num_classes`` outputs (same device
+        and dtype); the convolutions keep their weights.
+
+        Raises:
+            TypeError, ValueError: ``num_classes`` is not an int >= 1.
+        """
+        require_int("num_classes", num_classes, 1)
+        old = self.classifier
+        self.classifier = nn.Linear(
+            old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype
+        )
+        self.num_classes = num_classes

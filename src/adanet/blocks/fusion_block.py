@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._validation import require_int
 from ._common import (
     ActivationLayer,
     Feature,
@@ -66,6 +67,7 @@ class FusionBlock(nn.Module):
         memory_efficient: bool = False,
     ) -> None:
         super().__init__()
+        require_int("growth_rate", growth_rate, 1)
         coarse_growth = math.floor(growth_rate * compress_factor)
         if coarse_growth < 1 or coarse_growth >= growth_rate:
             raise ValueError(

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._validation import require_int
 from ._common import (
     ActivationLayer,
     NormLayer,
@@ -89,6 +90,8 @@ class CrossScaleDenseUnit(nn.Module):
         memory_efficient: bool = False,
     ) -> None:
         super().__init__()
+        require_int("in_channels", in_channels, 1)
+        require_int("growth_rate", growth_rate, 1)
         if finer_channels is not None and growth_rate % 2:
             raise ValueError(
                 f"growth_rate must be even when a finer scale feeds the layer (half of it "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from .._validation import require_int
 from ._common import (
     ActivationLayer,
     Feature,
@@ -77,8 +78,8 @@ class ScaleBlock(nn.Module):
         memory_efficient: bool = False,
     ) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        require_int("num_layers", num_layers, 1)
+        require_int("growth_rate", growth_rate, 1)
         if coarse_channels is not None and len(coarse_channels) < num_layers + 1:
             raise ValueError(
                 f"a fused block of {num_layers} layers needs {num_layers + 1} coarse feature "
@@ -88,44 +89,42 @@ class ScaleBlock(nn.Module):
         self.fused = coarse_channels is not None
         self.memory_efficient = memory_efficient
         self.feature_channels = [in_channels + j * growth_rate for j in range(num_layers + 1)]
+        shared: dict[str, Any] = {
+            "bottleneck_width": bottleneck_width,
+            "norm_first": norm_first,
+            "norm_layer": norm_layer,
+            "activation_layer": activation_layer,
+            "memory_efficient": memory_efficient,
+        }
         layers: list[nn.Module] = []
         for j in range(num_layers):
-            stride = 2 if downsample and j == num_layers - 1 else 1
+            last_downsamples = downsample and j == num_layers - 1
             width = self.feature_channels[j]
             if coarse_channels is None:
-                layers.append(
-                    DenseLayer(
-                        width,
-                        growth_rate,
-                        bottleneck_width=bottleneck_width,
-                        stride=stride,
-                        norm_first=norm_first,
-                        norm_layer=norm_layer,
-                        activation_layer=activation_layer,
-                        memory_efficient=memory_efficient,
-                    )
-                )
+                stride = 2 if last_downsamples else 1
+                layers.append(DenseLayer(width, growth_rate, stride=stride, **shared))
             else:
-                layers.append(
-                    FusionBlock(
-                        width,
-                        coarse_channels[j],
-                        growth_rate,
-                        compress_factor=compress_factor,
-                        bottleneck_width=bottleneck_width,
-                        coarse_bottleneck_width=coarse_bottleneck_width,
-                        downsample=stride == 2,
-                        norm_first=norm_first,
-                        norm_layer=norm_layer,
-                        activation_layer=activation_layer,
-                        memory_efficient=memory_efficient,
-                    )
+                fusion = FusionBlock(
+                    width,
+                    coarse_channels[j],
+                    growth_rate,
+                    compress_factor=compress_factor,
+                    coarse_bottleneck_width=coarse_bottleneck_width,
+                    downsample=last_downsamples,
+                    **shared,
                 )
+                layers.append(fusion)
         self.layers = nn.ModuleList(layers)
         channels = self.feature_channels[-1]
         self.fuse_last: nn.Module | None = None
         if coarse_channels is not None:
             extra = math.floor(channels * compress_factor)
+            if extra < 1:
+                raise ValueError(
+                    f"compress_factor={compress_factor} keeps floor({compress_factor} * "
+                    f"{channels}) = 0 channels of the coarser block's last feature; use a "
+                    f"compress_factor >= {1 / channels:.3g}"
+                )
             self.fuse_last = conv_norm_act(
                 coarse_channels[num_layers],
                 extra,
@@ -137,6 +136,11 @@ class ScaleBlock(nn.Module):
         self.transition: nn.Module | None = None
         if transition:
             reduced = math.floor(reduction * channels)
+            if reduced < 1:
+                raise ValueError(
+                    f"reduction={reduction} keeps floor({reduction} * {channels}) = 0 channels "
+                    f"in the transition; use a reduction >= {1 / channels:.3g}"
+                )
             self.transition = conv_norm_act(
                 channels, reduced, 1, norm_layer=norm_layer, activation_layer=activation_layer
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -49,30 +49,7 @@ class MultiScaleStem(nn.Module):
                 f"out_channels ({len(out_channels)}) and downsample ({len(downsample)}) must "
                 "have one entry per scale"
             )
-        first: nn.Module
-        if variant == "cifar":
-            first = conv_norm_act(
-                in_channels,
-                out_channels[0],
-                3,
-                norm_layer=norm_layer,
-                activation_layer=activation_layer,
-            )
-        elif variant == "imagenet":
-            first = nn.Sequential(
-                conv_norm_act(
-                    in_channels,
-                    out_channels[0],
-                    7,
-                    2,
-                    norm_layer=norm_layer,
-                    activation_layer=activation_layer,
-                    bias=True,
-                ),
-                nn.MaxPool2d(3, 2, 1),
-            )
-        else:
-            raise ValueError(f"variant must be 'cifar' or 'imagenet', got {variant!r}")
+        first = _first_layer(in_channels, out_channels[0], variant, norm_layer, activation_layer)
         layers = [first]
         for i in range(1, len(out_channels)):
             stride = 2 if downsample[i] else 1
@@ -102,3 +79,24 @@ class MultiScaleStem(nn.Module):
             x = layer(x)
             features.append(x)
         return features
+
+
+def _first_layer(
+    in_channels: int,
+    out_channels: int,
+    variant: str,
+    norm_layer: NormLayer,
+    activation_layer: ActivationLayer,
+) -> nn.Module:
+    # 3x3 conv-norm-act for small images; 7x7/2 conv-norm-act (with bias, as the originals)
+    # and a 3x3/2 max-pool for large ones.
+    layers: dict[str, Any] = {"norm_layer": norm_layer, "activation_layer": activation_layer}
+    if variant == "cifar":
+        plain: nn.Module = conv_norm_act(in_channels, out_channels, 3, **layers)
+        return plain
+    if variant == "imagenet":
+        return nn.Sequential(
+            conv_norm_act(in_channels, out_channels, 7, 2, bias=True, **layers),
+            nn.MaxPool2d(3, 2, 1),
+        )
+    raise ValueError(f"variant must be 'cifar' or 'imagenet', got {variant!r}")

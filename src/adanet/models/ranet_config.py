@@ -3,224 +3,22 @@
 from __future__ import annotations
 
 import math
-import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from typing_extensions import Self
-
-from .._validation import (
-    require_choice,
-    require_fraction,
-    require_int,
-    require_int_tuple,
-)
-from ..reference_args import REFERENCE_DATASETS, parse_dash_list, parse_reference_args
-from ._config_io import ConfigIO
+from .._validation import require_choice, require_fraction, require_int, require_int_tuple
+from ..compat.ranet import REFERENCE_OPTION_NAMES
+from .config_base import NetworkConfig, cifar_presets
+from .plans import RANetPlan, plan_ranet
 
 __all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
 
 StepMode = Literal["even", "lg"]
-Variant = Literal["cifar", "imagenet"]
-
-#: The original's option names (args.txt, main.py flags) and the config fields they fill.
-REFERENCE_OPTION_NAMES = {
-    "nBlocks": "num_blocks",
-    "nChannels": "num_channels",
-    "growthRate": "growth_rate",
-    "grFactor": "growth_factors",
-    "bnFactor": "bottleneck_factors",
-    "block_step": "block_step",
-    "scale_list": "scale_list",
-    "compress_factor": "compress_factor",
-    "step": "step",
-    "stepmode": "step_mode",
-    "reduction": "reduction",
-}
-
-_LIST_OPTIONS = ("grFactor", "bnFactor", "scale_list")
 
 
-@dataclass(frozen=True)
-class RANetConfig(ConfigIO):
-    """The architecture of a RANet (Yang et al., "Resolution Adaptive Networks", CVPR 2020).
-
-    Field names are pythonic spellings of the original ``main.py`` options (``nBlocks`` →
-    ``num_blocks`` and so on; the docs list them all). Scales are numbered from the
-    coarsest (scale 0, the first to run) to the finest, as in the original.
-
-    Attributes:
-        num_blocks: Blocks in the coarsest scale (``--nBlocks``); scale ``s`` has
-            ``num_blocks + s * block_step`` blocks.
-        num_channels: Base width of the stem (``--nChannels``); scale ``s`` starts with
-            ``num_channels * growth_factors[s]`` channels.
-        growth_rate: Channels each dense layer adds, times ``growth_factors[s]``
-            (``--growthRate``).
-        growth_factors: Per-scale width multipliers, coarsest first (``--grFactor``).
-        bottleneck_factors: Per-scale bottleneck widths: a dense layer's 1×1 conv has at
-            most ``factor * growth`` channels (``--bnFactor``).
-        block_step: Extra blocks in each finer scale (``--block-step``).
-        scale_list: Resolution index of each scale, coarsest first, non-decreasing
-            (``--scale-list``); equal neighbours share a resolution.
-        compress_factor: Share of a fusion layer's new channels that come from the coarser
-            scale (``--compress-factor``).
-        step: Dense layers per block (``--step``); with ``step_mode="lg"`` block ``b`` has
-            ``step * (b + 1)`` layers.
-        step_mode: ``"even"`` or ``"lg"`` (``--stepmode``).
-        reduction: Channel reduction of transition layers (``--reduction``).
-        bn_after: Conv-norm-act layers (the original's only variant) when true; pre-activation
-            norm-act-conv when false.
-        variant: ``"cifar"`` (3×3 stem, 128-wide heads) or ``"imagenet"`` (7×7/2 stem with
-            max-pool, heads as wide as their input), as the original's ``--data``.
-        num_classes: Classes of every exit.
-        in_channels: Channels of the input images.
-        memory_efficient: In training, dense layers recompute their bottleneck activations in
-            backward instead of storing them (as torchvision's memory-efficient DenseNet):
-            much less activation memory for about a third more compute; same outputs and
-            gradients, same checkpoints.
-    """
-
-    num_blocks: int = 2
-    num_channels: int = 16
-    growth_rate: int = 6
-    growth_factors: tuple[int, ...] = (4, 2, 1)
-    bottleneck_factors: tuple[int, ...] = (4, 2, 1)
-    block_step: int = 2
-    scale_list: tuple[int, ...] = (1, 2, 3)
-    compress_factor: float = 0.25
-    step: int = 4
-    step_mode: StepMode = "even"
-    reduction: float = 0.5
-    bn_after: bool = True
-    variant: Variant = "cifar"
-    num_classes: int = 10
-    in_channels: int = 3
-    memory_efficient: bool = False
-
-    _network: ClassVar[str] = "RANet"
-
-    @classmethod
-    def _preset_table(cls) -> dict[str, dict[str, Any]]:
-        return _presets()
-
-    def __post_init__(self) -> None:
-        require_int("num_blocks", self.num_blocks, 1)
-        require_int("num_channels", self.num_channels, 1)
-        require_int("growth_rate", self.growth_rate, 1)
-        require_int("block_step", self.block_step, 0)
-        require_int("step", self.step, 1)
-        require_int("num_classes", self.num_classes, 1)
-        require_int("in_channels", self.in_channels, 1)
-        if not isinstance(self.memory_efficient, bool):
-            raise TypeError(f"memory_efficient must be a bool, got {self.memory_efficient!r}")
-        require_int_tuple("scale_list", self.scale_list, 1)
-        for coarser, finer in zip(self.scale_list, self.scale_list[1:], strict=False):
-            if finer < coarser:
-                raise ValueError(
-                    "scale_list must be non-decreasing (coarsest scale first, e.g. (1, 2, 3)), "
-                    f"got {self.scale_list!r}"
-                )
-        scales = len(self.scale_list)
-        require_int_tuple("growth_factors", self.growth_factors, 1, scales)
-        require_int_tuple("bottleneck_factors", self.bottleneck_factors, 1, scales)
-        require_fraction(
-            "compress_factor",
-            self.compress_factor,
-            low=0.0,
-            high=1.0,
-            low_inclusive=False,
-            high_inclusive=False,
-        )
-        require_fraction(
-            "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True
-        )
-        require_choice("step_mode", self.step_mode, ("even", "lg"))
-        require_choice("variant", self.variant, ("cifar", "imagenet"))
-        if not isinstance(self.bn_after, bool):
-            raise TypeError(f"bn_after must be a bool, got {self.bn_after!r}")
-        for scale in range(1, scales):
-            # A fusion layer splits its growth between the coarse and the fine path; both
-            # must get at least one channel or a conv with zero outputs is built.
-            growth = self.growth_rate * self.growth_factors[scale]
-            coarse = math.floor(growth * self.compress_factor)
-            if coarse < 1 or growth - coarse < 1:
-                raise ValueError(
-                    f"compress_factor={self.compress_factor} gives scale {scale} (growth "
-                    f"{growth}) {coarse} channels from the coarser scale and {growth - coarse} "
-                    "of its own; both must be at least 1: choose compress_factor in "
-                    f"[{1 / growth:.3g}, {1 - 1 / growth:.3g}] or a larger growth_rate"
-                )
-
-    # ----------------------------------------------------------------------------- derived
-
-    @property
-    def num_scales(self) -> int:
-        """Number of scales (resolution branches)."""
-        return len(self.scale_list)
-
-    @property
-    def blocks_per_scale(self) -> tuple[int, ...]:
-        """Blocks in each scale, coarsest first."""
-        return tuple(self.num_blocks + s * self.block_step for s in range(self.num_scales))
-
-    @property
-    def num_exits(self) -> int:
-        """Number of exits: one per block of the finest scale."""
-        return self.blocks_per_scale[-1]
-
-    def layers_in_block(self, block: int) -> int:
-        """Dense layers in block ``block`` (0-based, the same in every scale)."""
-        return self.step * (block + 1) if self.step_mode == "lg" else self.step
-
-    @property
-    def default_image_size(self) -> int:
-        """The image size the original trains this variant at (32 or 224)."""
-        return 32 if self.variant == "cifar" else 224
-
-    # ------------------------------------------------------------------------ conversions
-
-    @classmethod
-    def from_reference_args(cls, path_or_text: str | os.PathLike[str]) -> Self:
-        """Read the ``args.txt`` that the original RANet ``main.py`` writes.
-
-        Args:
-            path_or_text: Path of the file, or its one ``Namespace(...)`` line.
-
-        Raises:
-            ValueError: When the file is not a RANet one, names an unknown dataset, or holds
-                an invalid option.
-        """
-        args = parse_reference_args(path_or_text)
-        arch = args.get("arch", "RANet")
-        if str(arch).lower() != "ranet":
-            raise ValueError(
-                f"these reference args are for arch={arch!r}, not RANet"
-                + (
-                    " (use MSDNetConfig.from_reference_args)"
-                    if str(arch).lower() == "msdnet"
-                    else ""
-                )
-            )
-        data = args.get("data", "cifar10")
-        if data not in REFERENCE_DATASETS:
-            raise ValueError(
-                f"unknown dataset data={data!r} in the reference args; known datasets "
-                f"{sorted(REFERENCE_DATASETS)}"
-            )
-        variant, num_classes = REFERENCE_DATASETS[data]
-        values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
-        for reference_name, field_name in REFERENCE_OPTION_NAMES.items():
-            if reference_name in args:
-                value = args[reference_name]
-                if reference_name in _LIST_OPTIONS:
-                    value = parse_dash_list(reference_name, value)
-                values[field_name] = value
-        # The original always builds conv-norm-act layers: its blocks pass True where
-        # ConvBN expects bnAfter, whatever --bnAfter says, so the option is not read here.
-        return cls(**values)
-
-
-def _presets() -> dict[str, dict[str, Any]]:
+def _preset_values() -> dict[str, dict[str, Any]]:
     # train_cifar.sh of the original repository.
     cifar = {
         "num_blocks": 2,
@@ -245,10 +43,8 @@ def _presets() -> dict[str, dict[str, Any]]:
         "variant": "cifar",
     }
     return {
-        "cifar10": {**cifar, "num_classes": 10},
-        "cifar100": {**cifar, "num_classes": 100},
-        "cifar10_budgeted": {**budgeted, "num_classes": 10},
-        "cifar100_budgeted": {**budgeted, "num_classes": 100},
+        **cifar_presets("", cifar),
+        **cifar_presets("_budgeted", budgeted),
         # The paper's ImageNet model.
         "imagenet": {
             "num_channels": 64,
@@ -262,3 +58,141 @@ def _presets() -> dict[str, dict[str, Any]]:
             "num_classes": 1000,
         },
     }
+
+
+@dataclass(frozen=True)
+class RANetConfig(NetworkConfig):
+    """The architecture of a RANet (Yang et al., "Resolution Adaptive Networks", CVPR 2020).
+
+    Field names are pythonic spellings of the original ``main.py`` options (``nBlocks`` →
+    ``num_blocks`` and so on; the docs list them all). Scales are numbered from the
+    coarsest (scale 0, the first to run) to the finest, as in the original.
+
+    The fields every network has (``variant``, ``num_classes``, ``in_channels``,
+    ``memory_efficient``, ``norm``, ``act``) are keyword-only and documented in
+    :class:`~adanet.models.NetworkConfig`.
+
+    Attributes:
+        num_blocks: Blocks in the coarsest scale (``--nBlocks``); scale ``s`` has
+            ``num_blocks + s * block_step`` blocks.
+        num_channels: Base width of the stem (``--nChannels``); scale ``s`` starts with
+            ``num_channels * growth_factors[s]`` channels.
+        growth_rate: Channels each dense layer adds, times ``growth_factors[s]``
+            (``--growthRate``).
+        growth_factors: Per-scale width multipliers, coarsest first (``--grFactor``).
+        bottleneck_factors: Per-scale bottleneck widths: a dense layer's 1×1 conv has at
+            most ``factor * growth`` channels (``--bnFactor``).
+        block_step: Extra blocks in each finer scale (``--block-step``).
+        scale_list: Resolution index of each scale, coarsest first, non-decreasing
+            (``--scale-list``); equal neighbours share a resolution.
+        compress_factor: Share of a fusion layer's new channels that come from the coarser
+            scale (``--compress-factor``).
+        step: Dense layers per block (``--step``); with ``step_mode="lg"`` block ``b`` has
+            ``step * (b + 1)`` layers.
+        step_mode: ``"even"`` or ``"lg"`` (``--stepmode``).
+        reduction: Channel reduction of transition layers (``--reduction``).
+        bn_after: Conv-norm-act layers (the original's only variant) when true; pre-activation
+            norm-act-conv when false.
+    """
+
+    num_blocks: int = 2
+    num_channels: int = 16
+    growth_rate: int = 6
+    growth_factors: tuple[int, ...] = (4, 2, 1)
+    bottleneck_factors: tuple[int, ...] = (4, 2, 1)
+    block_step: int = 2
+    scale_list: tuple[int, ...] = (1, 2, 3)
+    compress_factor: float = 0.25
+    step: int = 4
+    step_mode: StepMode = "even"
+    reduction: float = 0.5
+    bn_after: bool = True
+
+    _network: ClassVar[str] = "RANet"
+    _presets: ClassVar[Mapping[str, Mapping[str, Any]]] = _preset_values()
+
+    def _validate(self) -> None:
+        require_int("num_blocks", self.num_blocks, 1)
+        require_int("num_channels", self.num_channels, 1)
+        require_int("growth_rate", self.growth_rate, 1)
+        require_int("block_step", self.block_step, 0)
+        require_int("step", self.step, 1)
+        require_int_tuple("scale_list", self.scale_list, 1)
+        for coarser, finer in zip(self.scale_list, self.scale_list[1:], strict=False):
+            if finer < coarser:
+                raise ValueError(
+                    "scale_list must be non-decreasing (coarsest scale first, e.g. (1, 2, 3)), "
+                    f"got {self.scale_list!r}"
+                )
+        scales = len(self.scale_list)
+        require_int_tuple("growth_factors", self.growth_factors, 1, scales)
+        require_int_tuple("bottleneck_factors", self.bottleneck_factors, 1, scales)
+        require_fraction(
+            "compress_factor",
+            self.compress_factor,
+            low=0.0,
+            high=1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
+        require_fraction(
+            "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True
+        )
+        require_choice("step_mode", self.step_mode, ("even", "lg"))
+        if not isinstance(self.bn_after, bool):
+            raise TypeError(f"bn_after must be a bool, got {self.bn_after!r}")
+        for scale in range(1, scales):
+            # A fusion layer splits its growth between the coarse and the fine path; both
+            # must get at least one channel or a conv with zero outputs is built.
+            growth = self.growth_rate * self.growth_factors[scale]
+            coarse = math.floor(growth * self.compress_factor)
+            if coarse < 1 or growth - coarse < 1:
+                raise ValueError(
+                    f"compress_factor={self.compress_factor} gives scale {scale} (growth "
+                    f"{growth}) {coarse} channels from the coarser scale and {growth - coarse} "
+                    "of its own; both must be at least 1: choose compress_factor in "
+                    f"[{1 / growth:.3g}, {1 - 1 / growth:.3g}] or a larger growth_rate"
+                )
+        self.plan()  # raises where a transition would keep no channel
+
+    # ----------------------------------------------------------------------------- derived
+
+    @property
+    def num_scales(self) -> int:
+        """Number of scales (resolution branches)."""
+        return len(self.scale_list)
+
+    @property
+    def blocks_per_scale(self) -> tuple[int, ...]:
+        """Blocks in each scale, coarsest first."""
+        return tuple(self.num_blocks + s * self.block_step for s in range(self.num_scales))
+
+    @property
+    def num_exits(self) -> int:
+        """Number of exits: one per block of the finest scale."""
+        return self.blocks_per_scale[-1]
+
+    @property
+    def layers_per_block(self) -> tuple[int, ...]:
+        """Dense layers in each block (0-based; the same in every scale)."""
+        return tuple(
+            self.step * (b + 1) if self.step_mode == "lg" else self.step
+            for b in range(self.num_exits)
+        )
+
+    def layers_in_block(self, block: int) -> int:
+        """Deprecated: use ``layers_per_block[block]`` (the same spelling as MSDNetConfig)."""
+        warnings.warn(
+            "RANetConfig.layers_in_block(b) is deprecated; use layers_per_block[b]",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.layers_per_block[block]
+
+    def plan(self) -> RANetPlan:
+        """The network's layout: stem, every block of every branch, every exit.
+
+        Raises:
+            ValueError: A transition would keep no channel (``reduction`` too small).
+        """
+        return plan_ranet(self)

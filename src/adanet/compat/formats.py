@@ -1,0 +1,123 @@
+"""Which original format belongs to which adanet config and model: an explicit registry."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ReferenceFormat",
+    "find_reference_format",
+    "reference_format_for",
+    "register_reference_format",
+]
+
+
+@dataclass(frozen=True)
+class ReferenceFormat:
+    """How one original implementation writes its runs, and how adanet reads them.
+
+    Attributes:
+        arch: The original's ``--arch`` value (``"RANet"``, ``"msdnet"``).
+        config_cls: The adanet config class it maps to.
+        model_cls: The adanet model class it maps to.
+        option_names: The original's option names and the config fields they fill.
+        defaults: The original's defaults for options an args text leaves out (empty
+            where the config's own defaults apply).
+        read_config: Builds a config from an ``args.txt`` path or text.
+        translate_key: ``(model, original parameter name) -> adanet name``.
+    """
+
+    arch: str
+    config_cls: type
+    model_cls: type
+    option_names: Mapping[str, str]
+    defaults: Mapping[str, Any]
+    read_config: Callable[[str | os.PathLike[str]], Any]
+    translate_key: Callable[[Any, str], str]
+
+
+_FORMATS: list[ReferenceFormat] = []
+
+
+def register_reference_format(fmt: ReferenceFormat) -> None:
+    """Register ``fmt`` for its config and model classes (and their subclasses).
+
+    Raises:
+        TypeError: ``fmt`` is not a :class:`ReferenceFormat`.
+        ValueError: A format is already registered for that arch.
+    """
+    if not isinstance(fmt, ReferenceFormat):
+        raise TypeError(f"expected a ReferenceFormat, got {type(fmt).__name__}")
+    if any(known.arch.lower() == fmt.arch.lower() for known in _FORMATS):
+        raise ValueError(f"a reference format for arch {fmt.arch!r} is already registered")
+    _FORMATS.append(fmt)
+
+
+def reference_format_for(target: Any) -> ReferenceFormat:
+    """The format registered for a config or model class or instance, or an arch name.
+
+    Raises:
+        LookupError: Nothing is registered for it.
+    """
+    _ensure_builtin_formats()
+    if isinstance(target, str):
+        for fmt in _FORMATS:
+            if fmt.arch.lower() == target.lower():
+                return fmt
+        known = [fmt.arch for fmt in _FORMATS]
+        raise LookupError(f"no original format for arch {target!r}; known: {known}")
+    cls = target if isinstance(target, type) else type(target)
+    for fmt in _FORMATS:
+        if issubclass(cls, (fmt.config_cls, fmt.model_cls)):
+            return fmt
+    raise LookupError(
+        f"no original format is registered for {cls.__name__}; register one with "
+        "adanet.compat.register_reference_format"
+    )
+
+
+def find_reference_format(target: Any) -> ReferenceFormat | None:
+    """Like :func:`reference_format_for`, but ``None`` when nothing is registered."""
+    try:
+        return reference_format_for(target)
+    except LookupError:
+        return None
+
+
+def _ensure_builtin_formats() -> None:
+    # RANet's and MSDNet's formats are registered on first use: the model modules import
+    # the configs, which read args through this package, so registering at import time
+    # would be circular.
+    if any(fmt.arch == "RANet" for fmt in _FORMATS):
+        return
+    from ..models.msdnet import MSDNet
+    from ..models.msdnet_config import MSDNetConfig
+    from ..models.ranet import RANet
+    from ..models.ranet_config import RANetConfig
+    from . import msdnet, ranet
+
+    register_reference_format(
+        ReferenceFormat(
+            "RANet",
+            RANetConfig,
+            RANet,
+            ranet.REFERENCE_OPTION_NAMES,
+            {},
+            ranet.read_ranet_config,
+            ranet.translate_ranet_key,
+        )
+    )
+    register_reference_format(
+        ReferenceFormat(
+            "msdnet",
+            MSDNetConfig,
+            MSDNet,
+            msdnet.REFERENCE_OPTION_NAMES,
+            msdnet.REFERENCE_DEFAULTS,
+            msdnet.read_msdnet_config,
+            msdnet.translate_msdnet_key,
+        )
+    )
