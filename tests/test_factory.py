@@ -3,7 +3,6 @@ registering one's own network."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import torch
 
 import adanet
 from adanet import MSDNet, MSDNetConfig, RANet, RANetConfig
-from adanet.factory import ModelRegistry, _load_pretrained_directory, default_registry
+from adanet.factory import ModelRegistry, default_registry
 
 # Small enough to build in a blink; the two ImageNet presets are built once each below.
 _SMALL = {"num_channels": 4, "growth_rate": 4}
@@ -77,12 +76,17 @@ def test_pretrained_reference_checkpoint_then_new_heads(reference_dir: Path) -> 
     assert torch.equal(tuned.stem.layers[0][0].weight, model.stem.layers[0][0].weight)
 
 
-def test_a_directory_needs_the_pretrained_module(tmp_path: Path) -> None:
-    if importlib.util.find_spec("adanet.pretrained") is None:
-        with pytest.raises(RuntimeError, match="cannot load model directories"):
-            _load_pretrained_directory(tmp_path)
+def test_pretrained_directory_loads_a_saved_model(tmp_path: Path) -> None:
+    model = adanet.create_model("ranet_cifar10", num_blocks=1, step=1, block_step=1).eval()
+    adanet.save_pretrained(model, tmp_path / "saved", safetensors=False)
+    loaded = adanet.create_model("ranet_cifar10", pretrained=tmp_path / "saved", num_classes=7)
+    assert loaded.config.num_classes == 7  # type: ignore[attr-defined]
+    same = adanet.create_model("ranet_cifar10", pretrained=tmp_path / "saved")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(same(x)[-1], model(x)[-1])
     with pytest.raises(ValueError, match="cannot be applied to a saved model directory"):
-        adanet.create_model("ranet_cifar10", pretrained=tmp_path, act="silu")
+        adanet.create_model("ranet_cifar10", pretrained=tmp_path / "saved", act="silu")
 
 
 class _Tiny(adanet.EarlyExitNetwork):

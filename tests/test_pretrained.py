@@ -15,11 +15,10 @@ import torch
 from torch import nn
 
 import adanet
-from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, RANet, RANetConfig
+from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, PretrainedCfg, RANet, RANetConfig
 from adanet.data import CIFAR10_MEAN, CIFAR10_STD
 from adanet.pretrained import (
     EarlyExitHubModel,
-    Preprocessing,
     PretrainedError,
     PretrainedInfo,
     export_run,
@@ -27,7 +26,7 @@ from adanet.pretrained import (
     save_pretrained,
 )
 
-PREP = Preprocessing(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
+PREP = PretrainedCfg(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
 
 
 def _ranet() -> RANet:
@@ -94,6 +93,8 @@ def test_round_trip_gives_identical_logits(tmp_path: Path) -> None:
         "mean": [0.5, 0.4, 0.3],
         "std": [0.2, 0.25, 0.3],
         "input_size": [3, 32, 32],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
     }
 
 
@@ -104,7 +105,9 @@ def test_round_trip_with_torch_weights(tmp_path: Path) -> None:
     assert not (tmp_path / "model.safetensors").exists()
     loaded = load_pretrained(tmp_path)
     assert isinstance(loaded, MSDNet)
-    assert loaded.pretrained.policy is None and loaded.pretrained.preprocessing is None
+    assert loaded.pretrained.policy is None
+    # Without explicit preprocessing the model's own pretrained_cfg is saved.
+    assert loaded.pretrained.preprocessing == model.pretrained_cfg
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(loaded(x), model(x), strict=True))
@@ -191,14 +194,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
     example = adanet.ExitHead(4, 2)
     with pytest.raises(TypeError, match="supports RANet, MSDNet"):
         save_pretrained(example, tmp_path, preprocessing=PREP)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="input size"):
-        save_pretrained(_ranet(), tmp_path)
     with pytest.raises(ValueError, match="2 thresholds but the model has 3"):
         save_pretrained(_ranet(), tmp_path, EarlyExitPolicy([0.5, 0.5]), PREP)
-    with pytest.raises(ValueError, match="one value per channel"):
-        Preprocessing(mean=(0.5,), std=(0.2,), input_size=(3, 32, 32))
+    with pytest.raises(ValueError, match="one entry per input channel"):
+        PretrainedCfg(mean=(0.5,), std=(0.2,), input_size=(3, 32, 32))
     with pytest.raises(ValueError, match="positive"):
-        Preprocessing(mean=(0.5,), std=(0.0,), input_size=(1, 8, 8))
+        PretrainedCfg(mean=(0.5,), std=(0.0,), input_size=(1, 8, 8))
     with pytest.raises(ValueError, match="optimize_for_inference"):
         save_pretrained(adanet.optimize_for_inference(_ranet()), tmp_path, preprocessing=PREP)
     with pytest.raises(TypeError, match="preprocessing"):
@@ -267,7 +268,9 @@ def test_export_run_makes_a_model_directory(tmp_path: Path) -> None:
     export_run(tmp_path / "run", tmp_path / "out")
     loaded = load_pretrained(tmp_path / "out")
     assert loaded.pretrained.policy == EarlyExitPolicy([0.6, 0.7, -math.inf])  # p nearest 1
-    assert loaded.pretrained.preprocessing == Preprocessing(CIFAR10_MEAN, CIFAR10_STD, (3, 32, 32))
+    assert loaded.pretrained.preprocessing == PretrainedCfg(
+        input_size=(3, 32, 32), mean=CIFAR10_MEAN, std=CIFAR10_STD
+    )
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x)[-1], model(x)[-1])
@@ -280,3 +283,12 @@ def test_export_run_makes_a_model_directory(tmp_path: Path) -> None:
         export_run(tmp_path / "empty", tmp_path / "x")
     with pytest.raises(FileNotFoundError, match=r"neither model_best\.pt"):
         export_run(tmp_path / "out", tmp_path / "x")  # a model directory is not a run
+
+
+def test_preprocessing_defaults_to_the_models_pretrained_cfg(tmp_path: Path) -> None:
+    model = _ranet()
+    model.pretrained_cfg = PREP
+    save_pretrained(model, tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert loaded.pretrained.preprocessing == PREP
+    assert loaded.pretrained_cfg == PREP

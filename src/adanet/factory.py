@@ -194,22 +194,11 @@ def create_model(
 
 
 def _load_pretrained_directory(directory: Path) -> EarlyExitNetwork:
-    """Load a self-contained model directory with ``adanet.pretrained.load_pretrained``.
+    """Load a self-contained model directory (:func:`adanet.load_pretrained`)."""
+    # Imported here: adanet.pretrained builds models, so it imports this package's models.
+    from .pretrained import load_pretrained
 
-    Raises:
-        RuntimeError: This adanet has no :mod:`adanet.pretrained` module.
-    """
-    try:
-        from . import pretrained  # type: ignore[attr-defined]
-    except ImportError:
-        raise RuntimeError(
-            f"{str(directory)!r} is a directory, but this adanet cannot load model directories "
-            "(adanet.pretrained is missing); pass a checkpoint file instead"
-        ) from None
-    model = pretrained.load_pretrained(directory)
-    if not isinstance(model, EarlyExitNetwork):
-        raise TypeError(f"{str(directory)!r} did not hold an adanet model")
-    return model
+    return load_pretrained(directory)
 
 
 def _from_preset(network: type[ConfiguredNetwork[Any]], preset: str, **overrides: Any) -> Any:

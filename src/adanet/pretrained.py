@@ -43,13 +43,15 @@ from torch import Tensor
 from .checkpoint import CheckpointError, read_state_dict
 from .costs import measure_exit_costs
 from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
+from .patience import PatienceExitPolicy
 from .policy import EarlyExitPolicy
+from .policy_io import policy_from_dict
+from .pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
 from .protocol import EarlyExitNetwork
 
 __all__ = [
     "FORMAT_VERSION",
     "EarlyExitHubModel",
-    "Preprocessing",
     "PretrainedError",
     "PretrainedInfo",
     "export_run",
@@ -104,50 +106,6 @@ def _input_size(value: Any) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
-class Preprocessing:
-    """How images must be prepared before the model sees them.
-
-    Attributes:
-        mean: Per-channel mean subtracted from images scaled to ``[0, 1]``.
-        std: Per-channel standard deviation divided by afterwards.
-        input_size: ``(C, H, W)`` of the images the model expects.
-    """
-
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    input_size: tuple[int, int, int]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "mean", _floats("mean", self.mean))
-        object.__setattr__(self, "std", _floats("std", self.std))
-        object.__setattr__(self, "input_size", _input_size(self.input_size))
-        channels = self.input_size[0]
-        if len(self.mean) != channels or len(self.std) != channels:
-            raise ValueError(
-                f"mean and std need one value per channel ({channels}), got {len(self.mean)} "
-                f"and {len(self.std)}"
-            )
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be positive, got {self.std}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict that :meth:`from_dict` reads back."""
-        return {"mean": list(self.mean), "std": list(self.std), "input_size": list(self.input_size)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
-        """Read :meth:`to_dict`'s output.
-
-        Raises:
-            ValueError: On missing keys or bad values.
-        """
-        missing = {"mean", "std", "input_size"} - set(data)
-        if missing:
-            raise ValueError(f"preprocessing lacks {sorted(missing)}")
-        return cls(tuple(data["mean"]), tuple(data["std"]), _input_size(data["input_size"]))
-
-
-@dataclass(frozen=True)
 class PretrainedInfo:
     """What a model directory holds besides the network (``model.pretrained``).
 
@@ -162,21 +120,22 @@ class PretrainedInfo:
     """
 
     arch: str
-    policy: EarlyExitPolicy | None
-    preprocessing: Preprocessing | None
+    policy: EarlyExitPolicy | PatienceExitPolicy | None
+    preprocessing: PretrainedCfg | None
     costs: tuple[float, ...]
     costs_input_size: tuple[int, int, int]
     adanet_version: str
     format_version: int
 
 
-def _as_preprocessing(value: Preprocessing | Mapping[str, Any] | None) -> Preprocessing | None:
-    if value is None or isinstance(value, Preprocessing):
+def _as_preprocessing(value: PretrainedCfg | Mapping[str, Any] | None) -> PretrainedCfg | None:
+    if value is None or isinstance(value, PretrainedCfg):
         return value
     if isinstance(value, Mapping):
-        return Preprocessing.from_dict(value)
+        return PretrainedCfg.from_dict(value)
     raise TypeError(
-        f"preprocessing must be a Preprocessing or a mapping with mean, std and input_size, "
+        f"preprocessing must be an adanet.PretrainedCfg or a mapping with mean, std and "
+        f"input_size, "
         f"got {type(value).__name__}"
     )
 
@@ -231,8 +190,8 @@ def _adanet_version() -> str:
 def save_pretrained(
     model: EarlyExitNetwork,
     directory: str | os.PathLike[str],
-    policy: EarlyExitPolicy | None = None,
-    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    policy: EarlyExitPolicy | PatienceExitPolicy | None = None,
+    preprocessing: PretrainedCfg | Mapping[str, Any] | None = None,
     *,
     input_size: Sequence[int] | None = None,
     safetensors: bool | None = None,
@@ -244,7 +203,7 @@ def save_pretrained(
         directory: Created if missing; files already there with the same names are replaced.
         policy: The calibrated policy; defaults to ``model.pretrained.policy`` for a model
             from :func:`load_pretrained`.
-        preprocessing: A :class:`Preprocessing` or a mapping with ``mean``, ``std`` and
+        preprocessing: An :class:`~adanet.PretrainedCfg` or a mapping with ``mean``, ``std`` and
             ``input_size``; defaults as ``policy``.
         input_size: ``(C, H, W)`` to measure the per-exit costs at; defaults to the
             preprocessing's input size.
@@ -273,9 +232,14 @@ def save_pretrained(
     prep = _as_preprocessing(preprocessing)
     if prep is None and previous is not None:
         prep = previous.preprocessing
+    if prep is None:
+        prep = model.pretrained_cfg
     if policy is not None:
-        if not isinstance(policy, EarlyExitPolicy):
-            raise TypeError(f"policy must be an EarlyExitPolicy, got {type(policy).__name__}")
+        if not isinstance(policy, EarlyExitPolicy | PatienceExitPolicy):
+            raise TypeError(
+                "policy must be an EarlyExitPolicy or PatienceExitPolicy (saved as JSON), got "
+                f"{type(policy).__name__}"
+            )
         if policy.num_exits != model.num_exits:
             raise ValueError(
                 f"the policy has {policy.num_exits} thresholds but the model has "
@@ -467,14 +431,16 @@ def load_pretrained(directory: str | os.PathLike[str]) -> EarlyExitNetwork:
     costs = config.get("costs") or {}
     info = PretrainedInfo(
         arch=arch,
-        policy=EarlyExitPolicy.from_dict(raw_policy) if raw_policy is not None else None,
-        preprocessing=Preprocessing.from_dict(raw_prep) if raw_prep is not None else None,
+        policy=policy_from_dict(raw_policy) if raw_policy is not None else None,
+        preprocessing=PretrainedCfg.from_dict(raw_prep) if raw_prep is not None else None,
         costs=tuple(float(c) for c in costs.get("macs", ())),
         costs_input_size=_input_size(costs.get("input_size", (1, 1, 1))),
         adanet_version=str(config.get("adanet_version", "")),
         format_version=version,
     )
     model.pretrained = info  # type: ignore[assignment]
+    if info.preprocessing is not None:
+        model.pretrained_cfg = info.preprocessing
     return model
 
 
@@ -502,8 +468,8 @@ class EarlyExitHubModel:
     def __init__(
         self,
         model: EarlyExitNetwork,
-        policy: EarlyExitPolicy | None = None,
-        preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+        policy: EarlyExitPolicy | PatienceExitPolicy | None = None,
+        preprocessing: PretrainedCfg | Mapping[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.policy = policy
@@ -630,16 +596,13 @@ class EarlyExitHubModel:
 # ------------------------------------------------------------------ from a training run
 
 
-def _run_preprocessing(data: str, seed: int, use_valid: bool) -> Preprocessing:
+def _run_preprocessing(data: str, seed: int, use_valid: bool) -> PretrainedCfg:
     from . import data as datasets
 
     name = data.lower()
-    if name == "cifar10":
-        return Preprocessing(datasets.CIFAR10_MEAN, datasets.CIFAR10_STD, (3, 32, 32))
-    if name == "cifar100":
-        return Preprocessing(datasets.CIFAR100_MEAN, datasets.CIFAR100_STD, (3, 32, 32))
-    if name == "imagenet":
-        return Preprocessing(datasets.IMAGENET_MEAN, datasets.IMAGENET_STD, (3, 224, 224))
+    known = {"cifar10": CIFAR10_CFG, "cifar100": CIFAR100_CFG, "imagenet": IMAGENET_CFG}
+    if name in known:
+        return known[name]
     if name == "digits":
         # The digits statistics come from the run's own training split.
         splits = datasets.digits_datasets(seed=seed, use_valid=use_valid)
@@ -648,7 +611,9 @@ def _run_preprocessing(data: str, seed: int, use_valid: bool) -> Preprocessing:
         if mean is None or std is None:  # pragma: no cover - digits_datasets always normalises
             raise PretrainedError("cannot recover the digits normalisation")
         size = splits.image_size
-        return Preprocessing(tuple(mean), tuple(std), (splits.in_channels, size, size))
+        return PretrainedCfg(
+            input_size=(splits.in_channels, size, size), mean=tuple(mean), std=tuple(std)
+        )
     raise PretrainedError(f"unknown dataset {data!r} in the run's config.json")
 
 

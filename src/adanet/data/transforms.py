@@ -8,10 +8,11 @@ builders read only that object, so a model's own preprocessing can be passed in 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from torch import Tensor
+
+from ..pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -28,68 +29,32 @@ __all__ = [
     "imagenet_transforms",
 ]
 
-# Constants of the original RANet/MSDNet dataloader.py.
-CIFAR10_MEAN: tuple[float, float, float] = (0.4914, 0.4824, 0.4467)
-CIFAR10_STD: tuple[float, float, float] = (0.2471, 0.2435, 0.2616)
-CIFAR100_MEAN: tuple[float, float, float] = (0.5071, 0.4867, 0.4408)
-CIFAR100_STD: tuple[float, float, float] = (0.2675, 0.2565, 0.2761)
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# Constants of the original RANet/MSDNet dataloader.py, kept as names for the data API.
+CIFAR10_MEAN: tuple[float, ...] = CIFAR10_CFG.mean
+CIFAR10_STD: tuple[float, ...] = CIFAR10_CFG.std
+CIFAR100_MEAN: tuple[float, ...] = CIFAR100_CFG.mean
+CIFAR100_STD: tuple[float, ...] = CIFAR100_CFG.std
+IMAGENET_MEAN: tuple[float, ...] = IMAGENET_CFG.mean
+IMAGENET_STD: tuple[float, ...] = IMAGENET_CFG.std
+
+# The preprocessing of a dataset is the same object a model carries as ``pretrained_cfg``;
+# the old name stays for the data API.
+Preprocessing = PretrainedCfg
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """What an image must look like before it enters a model.
+def _normalize(prep: PretrainedCfg) -> Callable[[Tensor], Tensor]:
+    """torchvision's ``Normalize`` with the preprocessing's mean and std."""
+    from torchvision import transforms
 
-    Attributes:
-        input_size: ``(channels, height, width)`` the model receives.
-        mean: Per-channel mean subtracted after scaling to ``[0, 1]``.
-        std: Per-channel standard deviation divided by.
-        interpolation: Resampling used when resizing (``"bilinear"``, ``"bicubic"``, ...).
-        crop_pct: Evaluation crop: resize the short side to ``size / crop_pct``, then take
-            the centre ``size`` crop (1.0: no resize).
-    """
-
-    input_size: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
-    crop_pct: float = 1.0
-
-    def __post_init__(self) -> None:
-        if len(self.input_size) != 3 or min(self.input_size) < 1:
-            raise ValueError(
-                f"input_size must be (C, H, W) of positive ints, got {self.input_size}"
-            )
-        if len(self.mean) != self.input_size[0] or len(self.std) != self.input_size[0]:
-            raise ValueError(
-                f"mean and std need {self.input_size[0]} values (one per channel), got "
-                f"{len(self.mean)} and {len(self.std)}"
-            )
-        if not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"crop_pct must lie in (0, 1], got {self.crop_pct}")
-
-    @property
-    def size(self) -> int:
-        """The square side length (``input_size[-1]``)."""
-        return self.input_size[-1]
-
-    def normalize(self) -> Callable[[Tensor], Tensor]:
-        """torchvision's ``Normalize`` with :attr:`mean` and :attr:`std`."""
-        from torchvision import transforms
-
-        normalize: Callable[[Tensor], Tensor] = transforms.Normalize(
-            mean=list(self.mean), std=list(self.std)
-        )
-        return normalize
+    normalize: Callable[[Tensor], Tensor] = transforms.Normalize(
+        mean=list(prep.mean), std=list(prep.std)
+    )
+    return normalize
 
 
-CIFAR10_PREPROCESSING = Preprocessing((3, 32, 32), CIFAR10_MEAN, CIFAR10_STD)
-CIFAR100_PREPROCESSING = Preprocessing((3, 32, 32), CIFAR100_MEAN, CIFAR100_STD)
-# 224/256 = 0.875 is the crop ratio of the original evaluation pipeline.
-IMAGENET_PREPROCESSING = Preprocessing(
-    (3, 224, 224), IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875
-)
+CIFAR10_PREPROCESSING = CIFAR10_CFG
+CIFAR100_PREPROCESSING = CIFAR100_CFG
+IMAGENET_PREPROCESSING = IMAGENET_CFG
 
 
 def cifar_transforms(
@@ -121,8 +86,11 @@ def cifar_transforms(
     prep = preprocessing or (CIFAR10_PREPROCESSING if name == "cifar10" else CIFAR100_PREPROCESSING)
     steps: list[Any] = []
     if train:
-        steps += [transforms.RandomCrop(prep.size, padding=4), transforms.RandomHorizontalFlip()]
-    steps += [transforms.ToTensor(), prep.normalize()]
+        steps += [
+            transforms.RandomCrop(prep.input_size[-1], padding=4),
+            transforms.RandomHorizontalFlip(),
+        ]
+    steps += [transforms.ToTensor(), _normalize(prep)]
     composed: Callable[[Any], Tensor] = transforms.Compose(steps)
     return composed
 
@@ -158,14 +126,14 @@ def imagenet_transforms(
     mode = transforms.InterpolationMode(prep.interpolation)
     if train:
         steps: list[Any] = [
-            transforms.RandomResizedCrop(prep.size, interpolation=mode),
+            transforms.RandomResizedCrop(prep.input_size[-1], interpolation=mode),
             transforms.RandomHorizontalFlip(),
         ]
     else:
         steps = [
-            transforms.Resize(round(prep.size / prep.crop_pct), interpolation=mode),
-            transforms.CenterCrop(prep.size),
+            transforms.Resize(round(prep.input_size[-1] / prep.crop_pct), interpolation=mode),
+            transforms.CenterCrop(prep.input_size[-1]),
         ]
-    steps += [transforms.ToTensor(), prep.normalize()]
+    steps += [transforms.ToTensor(), _normalize(prep)]
     composed: Callable[[Any], Tensor] = transforms.Compose(steps)
     return composed

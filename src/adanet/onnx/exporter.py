@@ -22,7 +22,8 @@ import torch
 from ..costs import measure_exit_costs
 from ..export import StageExportError, _stage_error, export_stages, state_signature
 from ..policy import EarlyExitPolicy
-from ..pretrained import Preprocessing, _as_preprocessing, _write_bytes
+from ..pretrained import _as_preprocessing, _write_bytes
+from ..pretrained_cfg import PretrainedCfg
 from ..protocol import EarlyExitNetwork
 
 __all__ = ["MANIFEST_FORMAT_VERSION", "export_onnx"]
@@ -74,7 +75,7 @@ def export_onnx(
     input_size: int | Sequence[int],
     policy: EarlyExitPolicy | None = None,
     *,
-    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    preprocessing: PretrainedCfg | Mapping[str, Any] | None = None,
     latency_ms: Sequence[float] | None = None,
     opset: int | None = None,
 ) -> Path:
