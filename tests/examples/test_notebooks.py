@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REFERENCE_DIR, reference_missing
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
-REFERENCE_DIR = Path(os.environ.get("ADANET_REFERENCE_DIR", REPO.parent / "shared" / "reference"))
 TIMEOUT_S = 300
 # Notebooks that read the original implementations' reference files.
 NEEDS_REFERENCE = {"03_original_checkpoint.ipynb"}
@@ -41,7 +42,7 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path: Path) -> None:
     if path.name in NEEDS_REFERENCE and not REFERENCE_DIR.is_dir():
-        pytest.skip(f"reference files not found at {REFERENCE_DIR} (set ADANET_REFERENCE_DIR)")
+        reference_missing(f"reference files not found at {REFERENCE_DIR}")
     notebook = nbformat.read(path, as_version=4)
     deadline = time.monotonic() + TIMEOUT_S
 
