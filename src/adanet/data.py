@@ -66,7 +66,7 @@ CIFAR100_STD: tuple[float, float, float] = (0.2675, 0.2565, 0.2761)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-DATASET_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet", "digits")
+DATASET_NAMES: tuple[str, ...] = ("cifar10", "cifar100", "ImageNet", "digits", "digits-affine")
 """Names accepted by :func:`build_datasets` (matched case-insensitively)."""
 
 _DIGITS_EXTRA_HINT = 'pip install "adanet-torch[digits]"'
@@ -600,6 +600,10 @@ def build_datasets(
     key = name.lower()
     if key == "digits":
         return digits_datasets(seed=seed, use_valid=use_valid)
+    if key == "digits-affine":
+        from .digits_affine import digits_affine_datasets  # imports this module
+
+        return digits_affine_datasets(seed=seed, use_valid=use_valid)
     if key not in ("cifar10", "cifar100", "imagenet"):
         raise ValueError(f"unknown dataset {name!r}; expected one of {list(DATASET_NAMES)}")
     if root is None:
