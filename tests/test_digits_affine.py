@@ -42,13 +42,14 @@ def test_default_sizes(splits: DataSplits) -> None:
     assert len(test) == 449 * 12 >= 5000
     assert len(set(val.digit_ids)) == 270
     assert len(val) == 270 * 6
-    assert len(train) == 1797 - 449 - 270
-    assert (splits.num_classes, splits.image_size, splits.in_channels) == (10, 32, 3)
+    assert len(train) == 4 * (1797 - 449 - 270)  # every training digit 4 times an epoch
+    assert len(set(train.indices)) == 1797 - 449 - 270
+    assert (splits.num_classes, splits.image_size, splits.in_channels) == (10, 16, 3)
     image, label = test[0]
-    assert image.shape == (3, 32, 32)
+    assert image.shape == (3, 16, 16)
     assert isinstance(label, int)
     image, label = train[0]
-    assert image.shape == (3, 32, 32)
+    assert image.shape == (3, 16, 16)
 
 
 def test_no_digit_and_no_image_in_two_splits(splits: DataSplits) -> None:
@@ -96,8 +97,10 @@ def test_several_distinct_views_per_digit() -> None:
 
 
 def test_training_is_augmented_on_the_fly() -> None:
-    splits = digits_affine_datasets(val_views=1, test_views=1, train_repeats=2)
+    splits = digits_affine_datasets(val_views=1, test_views=1, train_repeats=2, image_size=32)
+    assert splits.image_size == 32
     train = _train(splits.train)
+    assert train[0][0].shape == (3, 32, 32)
     assert len(train) == 2 * (1797 - 449 - 270)
     assert train.indices[: len(train) // 2] == train.indices[len(train) // 2 :]
     assert isinstance(train.transform, DigitAffineAugment)
@@ -213,7 +216,7 @@ def test_noise_has_the_requested_level() -> None:
 
 
 def test_default_strength() -> None:
-    assert AffineStrength(rotation=20.0, scale=0.15, shift=0.10, noise=0.05) == DEFAULT_STRENGTH
+    assert AffineStrength(rotation=35.0, scale=0.25, shift=0.15, noise=0.15) == DEFAULT_STRENGTH
 
 
 @pytest.mark.parametrize(
