@@ -293,7 +293,7 @@ def render_report(
         ]
     lines += _config_lines(metrics, config)
     ci_note = (
-        f"Intervals: {metrics.get('ci_method', CI_METHOD)} over the test images of each point "
+        f"Intervals: {metrics.get('ci_method', CI_METHOD)}, over the test images of each point "
         "(all points share the same test images, so their errors are correlated)."
     )
     lines += [
