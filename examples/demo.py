@@ -1,16 +1,23 @@
-"""The demo run by ``make demo``: train a small RANet on scikit-learn's digits on the CPU,
-then evaluate it anytime and budgeted with real early exit.
+"""The demo run by ``make demo``: train a small RANet on ``digits-affine`` on the CPU, evaluate
+it anytime and budgeted with real early exit, write a report, and check the targets.
 
-It runs exactly what ``adanet train`` runs (``adanet.cli.main``), into a fresh ``runs/demo/``:
-``metrics.json``, ``policies.json``, ``anytime.png``, ``budgeted.png``, ``config.json``,
-``args.txt`` and the checkpoints. The same command line::
+``digits-affine`` is scikit-learn's handwritten digits under random rotations, scalings, shifts
+and pixel noise (:mod:`adanet.digits_affine`): hard enough that the cheap exits of a small
+network are clearly worse than its last one, with a test set of 5,388 fixed views of 449
+held-out digits. The demo runs exactly what ``adanet train`` runs (``adanet.cli.main``), into a
+fresh ``runs/demo/``: ``report.md``, ``metrics.json`` (with 95% Wilson intervals),
+``anytime.png``, ``budgeted.png``, ``policies.json``, ``config.json``, ``args.txt`` and the
+checkpoints. The same command line::
 
-    adanet train --data digits --use-valid --save runs/demo -j 0 --epochs 16 \\
-        --lr 0.1 --lr-type cosine --nBlocks 2 --nChannels 8 --growthRate 4 \\
-        --grFactor 4-2-1 --bnFactor 4-2-1 --block-step 2 --scale-list 1-2-3 --step 2
+    adanet train --data digits-affine --use-valid --save runs/demo -j 0 --seed 0 --epochs 6 \\
+        --batch-size 64 --lr 0.1 --lr-type cosine --arch RANet --nBlocks 2 --nChannels 8 \\
+        --growthRate 4 --grFactor 1-2-1 --bnFactor 1-2-1 --block-step 2 --scale-list 1-2-3 \\
+        --step 2 --budget-stride 4
 
-Thresholds are calibrated on the held-out validation fifth of digits (``--use-valid``) and
-every calibrated policy is then run for real on the test fifth.
+Thresholds are calibrated on the validation views (held-out digits of their own), never on the
+test views; every calibrated policy is then run for real with early exit on the test views.
+The exit status is 1 when an accuracy or cost target is missed; the time target is printed but,
+since wall time on a shared machine says little, does not fail the run.
 """
 
 from __future__ import annotations
@@ -26,22 +33,26 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from adanet.cli import main as adanet_main
+from adanet.report import cheapest_within
 
 RUN = Path("runs/demo")
 
-# A RANet narrower than the CIFAR preset (8 base channels, growth 4, 3 scales, 6 exits):
-# about 17 MMACs per image at the last exit, so 16 epochs of digits take a minute or two on
-# two CPU cores.
+# A RANet with 6 exits on 16x16 digits, about 2.9 MMACs per image at the last exit. Its
+# coarsest scale is as narrow as its finest (growth factors 1-2-1), so the two exits that see
+# only coarse features are clearly weaker than the later ones (with 2-2-1 the first and last
+# exits ended only ~2 points apart). Every epoch shows each of the 1,078 training digits 4
+# times under fresh random transforms.
 ARGS = [
     "train",
-    "--data", "digits",
+    "--data", "digits-affine",
     "--use-valid",
     "--save", str(RUN),
     "-j", "0",
     "--seed", "0",
-    "--epochs", "16",
+    "--epochs", "6",
     "--batch-size", "64",
     "--lr", "0.1",
     "--lr-type", "cosine",
@@ -49,21 +60,90 @@ ARGS = [
     "--nBlocks", "2",
     "--nChannels", "8",
     "--growthRate", "4",
-    "--grFactor", "4-2-1",
-    "--bnFactor", "4-2-1",
+    "--grFactor", "1-2-1",
+    "--bnFactor", "1-2-1",
     "--block-step", "2",
     "--scale-list", "1-2-3",
     "--step", "2",
+    "--budget-stride", "4",  # 10 of the reference's 39 budgets, each run for real
     "--print-freq", "0",
 ]  # fmt: skip
 
-FINAL_TARGET = 0.95  # test top-1 of the last exit
-GAP_TARGET = 0.01  # budgeted accuracy within this of the last exit's ...
+FINAL_TARGET = 0.93  # test top-1 of the last exit
+SPREAD_TARGET = 0.03  # the last exit at least this far above the first
+GAP_TARGET = 0.01  # a budget with accuracy within this of the last exit's ...
 COST_TARGET = 0.60  # ... at no more than this share of the last exit's MACs
+TIME_TARGET = 300.0  # seconds for the whole demo on two otherwise idle CPU cores
+
+
+def _monotone_within_ci(rows: list[dict[str, Any]]) -> bool:
+    """Whether no budget is significantly less accurate than a cheaper one: each point's
+    interval reaches at least the lower end of every cheaper point's interval."""
+    ordered = sorted(rows, key=lambda row: float(row["mean_macs"]))
+    floor = 0.0
+    for row in ordered:
+        low, high = row["ci95"]
+        if high < floor:
+            return False
+        floor = max(floor, low)
+    return True
+
+
+def check_targets(metrics: dict[str, Any], elapsed: float) -> list[tuple[str, bool, str]]:
+    """The demo's targets as ``(target, met, measured)`` rows."""
+    anytime = metrics["anytime"]
+    first, final = anytime[0], anytime[-1]
+    full = float(final["macs"])
+    best = cheapest_within(metrics, GAP_TARGET)
+    cheap = best is not None and float(best["mean_macs"]) <= COST_TARGET * full
+    spread = float(final["top1"]) - float(first["top1"])
+    if best is None:
+        budget = "no budget within 1 point"
+    else:
+        budget = (
+            f"p={float(best['p']):.2f}: top-1 {100 * float(best['accuracy']):.2f}% at "
+            f"{100 * float(best['mean_macs']) / full:.1f}% of the MACs, "
+            f"{1e3 * float(best['seconds_per_image']):.3f} ms/image (real early exit)"
+        )
+    return [
+        (
+            f"last-exit top-1 >= {100 * FINAL_TARGET:.0f}%",
+            float(final["top1"]) >= FINAL_TARGET,
+            f"{100 * float(final['top1']):.2f}%",
+        ),
+        (
+            f"last exit >= {100 * SPREAD_TARGET:.0f} points above the first",
+            spread >= SPREAD_TARGET,
+            f"{100 * float(first['top1']):.2f}% -> {100 * float(final['top1']):.2f}% "
+            f"(+{100 * spread:.2f} points)",
+        ),
+        (
+            f"a budget within {100 * GAP_TARGET:.0f} point of the last exit at "
+            f"<= {100 * COST_TARGET:.0f}% of its MACs",
+            cheap,
+            budget,
+        ),
+        (f"demo time < {TIME_TARGET:.0f} s", elapsed < TIME_TARGET, f"{elapsed:.0f} s"),
+    ]
+
+
+def _append_to_report(rows: list[tuple[str, bool, str]], monotone: bool) -> None:
+    lines = ["", "## Demo targets", "", "| target | met | measured |", "|---|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else '**no**'} | {value} |" for name, ok, value in rows]
+    lines += [
+        "",
+        "Budgeted points monotone in cost within their 95% intervals: "
+        + ("yes." if monotone else "**no**."),
+        "",
+    ]
+    report = RUN / "report.md"
+    temporary = report.with_name(".report.md.tmp")
+    temporary.write_text(report.read_text(encoding="utf-8") + "\n".join(lines), encoding="utf-8")
+    os.replace(temporary, report)
 
 
 def main() -> int:
-    """Train, evaluate, and check the demo's targets; returns the exit status."""
+    """Train, evaluate, report, and check the demo's targets; returns the exit status."""
     if RUN.exists():
         shutil.rmtree(RUN)
     started = time.perf_counter()
@@ -72,31 +152,22 @@ def main() -> int:
         return status
     elapsed = time.perf_counter() - started
     metrics = json.loads((RUN / "metrics.json").read_text(encoding="utf-8"))
-    final = metrics["anytime"][-1]
-    full = final["macs"]
-    cheap = [
-        row
-        for row in metrics["budgeted"]
-        if row["mean_macs"] <= COST_TARGET * full and row["accuracy"] >= final["top1"] - GAP_TARGET
-    ]
+    rows = check_targets(metrics, elapsed)
+    monotone = _monotone_within_ci(metrics["budgeted"])
+    _append_to_report(rows, monotone)
     print(f"\nMACs follow the '{metrics['cost_convention']}' cost convention (see adanet.costs).")
-    print(f"last exit: top-1 {100 * final['top1']:.2f}% at {full / 1e6:.2f} MMACs per image")
-    ok_final = final["top1"] >= FINAL_TARGET
-    print(f"target last-exit top-1 >= {100 * FINAL_TARGET:.0f}%: {'met' if ok_final else 'MISSED'}")
-    if cheap:
-        best = min(cheap, key=lambda row: row["mean_macs"])
-        print(
-            f"cheapest budget within {100 * GAP_TARGET:.0f} point of the last exit: "
-            f"p={best['p']:.2f}, top-1 {100 * best['accuracy']:.2f}% at "
-            f"{100 * best['mean_macs'] / full:.1f}% of its MACs, "
-            f"{1e3 * best['seconds_per_image']:.3f} ms/image (real early exit)"
-        )
-    print(
-        f"target: a budget within {100 * GAP_TARGET:.0f} point at <= {100 * COST_TARGET:.0f}% "
-        f"of the MACs: {'met' if cheap else 'MISSED'}"
-    )
-    print(f"wrote {RUN}/ (metrics.json, anytime.png, budgeted.png) in {elapsed:.0f} s")
-    return 0 if ok_final and cheap else 1
+    print(f"Targets (test split: {metrics['num_test']} images; thresholds from validation):")
+    for name, ok, value in rows:
+        print(f"  {'met   ' if ok else 'MISSED'}  {name}: {value}")
+    print(f"budgeted points monotone in cost within their 95% intervals: {monotone}")
+    print(f"wrote {RUN}/ (report.md, metrics.json, anytime.png, budgeted.png) in {elapsed:.0f} s")
+    if elapsed >= TIME_TARGET and hasattr(os, "getloadavg"):
+        # Wall time on a machine shared with other jobs says little about the demo itself, so
+        # the time target is reported but does not fail the run; the load puts it in context.
+        load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+        print(f"note: load average {load} on {os.cpu_count()} CPUs while the demo ran")
+    accuracy_targets = rows[:3]
+    return 0 if all(ok for _, ok, _ in accuracy_targets) else 1
 
 
 if __name__ == "__main__":
