@@ -2,7 +2,7 @@
 it anytime and budgeted with real early exit, write a report, and check the targets.
 
 ``digits-affine`` is scikit-learn's handwritten digits under random rotations, scalings, shifts
-and pixel noise (:mod:`adanet.digits_affine`): hard enough that the cheap exits of a small
+and pixel noise (:mod:`adanet.data.digits_affine`): hard enough that the cheap exits of a small
 network are clearly worse than its last one, with a test set of 5,388 fixed views of 449
 held-out digits. The demo runs exactly what ``adanet train`` runs (``adanet.cli.main``), into a
 fresh ``runs/demo/``: ``report.md``, ``metrics.json`` (with 95% Wilson intervals),

@@ -597,24 +597,20 @@ class EarlyExitHubModel:
 
 
 def _run_preprocessing(data: str, seed: int, use_valid: bool) -> PretrainedCfg:
-    from . import data as datasets
+    from .data import build_datasets, dataset_info
 
-    name = data.lower()
+    try:
+        info = dataset_info(data)
+    except ValueError as error:
+        raise PretrainedError(f"{error} (in the run's config.json)") from None
     known = {"cifar10": CIFAR10_CFG, "cifar100": CIFAR100_CFG, "imagenet": IMAGENET_CFG}
-    if name in known:
-        return known[name]
-    if name == "digits":
-        # The digits statistics come from the run's own training split.
-        splits = datasets.digits_datasets(seed=seed, use_valid=use_valid)
-        normalize = getattr(splits.test, "transform", None)
-        mean, std = getattr(normalize, "mean", None), getattr(normalize, "std", None)
-        if mean is None or std is None:  # pragma: no cover - digits_datasets always normalises
-            raise PretrainedError("cannot recover the digits normalisation")
-        size = splits.image_size
-        return PretrainedCfg(
-            input_size=(splits.in_channels, size, size), mean=tuple(mean), std=tuple(std)
-        )
-    raise PretrainedError(f"unknown dataset {data!r} in the run's config.json")
+    if info.name.lower() in known:  # fixed constants: no need for the data folder
+        return known[info.name.lower()]
+    # adanet's own datasets normalise with statistics of the run's own training split.
+    splits = build_datasets(info.name, None, use_valid=use_valid, seed=seed)
+    if splits.preprocessing is None:  # pragma: no cover - every builder sets it
+        raise PretrainedError(f"cannot recover the normalisation of dataset {data!r}")
+    return splits.preprocessing
 
 
 def _run_policy(save: Path, p: float) -> EarlyExitPolicy | None:

@@ -13,15 +13,15 @@ import ast
 import os
 from typing import Any, Literal
 
+from ..data.catalog import DATASETS
+
 __all__ = ["REFERENCE_DATASETS", "parse_dash_list", "parse_reference_args", "read_options"]
 
 #: What the originals derive from ``--data`` alone: the stem/head variant and the number of
-#: classes. ``digits`` is adanet's own (scikit-learn's digits at 32×32).
+#: classes, read from adanet's one dataset table (:data:`adanet.data.DATASETS`), which also
+#: holds adanet's own datasets (``digits``, ``digits-affine``).
 REFERENCE_DATASETS: dict[str, tuple[Literal["cifar", "imagenet"], int]] = {
-    "cifar10": ("cifar", 10),
-    "cifar100": ("cifar", 100),
-    "ImageNet": ("imagenet", 1000),
-    "digits": ("cifar", 10),
+    name: (info.variant, info.num_classes) for name, info in DATASETS.items()
 }
 
 

@@ -9,6 +9,8 @@ Supported datasets (see :func:`build_datasets` and the table :data:`DATASETS`):
 * ``"digits"`` -- scikit-learn's bundled 8x8 handwritten digits (1,797 images), upsampled to
   32x32 RGB so CIFAR-configured networks run on it unchanged. It needs no download and loads in
   well under a second, which makes it the dataset for smoke tests and examples.
+* ``"digits-affine"`` -- the same digits under seeded random rotation, scale, shift and noise
+  (:mod:`adanet.data.digits_affine`): a harder task whose exits differ, used by ``make demo``.
 
 Transforms and normalisation constants follow the original RANet/MSDNet code
 (github.com/yangle15/RANet-pytorch, ``dataloader.py``): CIFAR uses random crop with 4 pixels of
@@ -26,6 +28,7 @@ transform. The split itself is a seeded permutation instead of the original's un
 
 from .catalog import DATASET_NAMES, DATASETS, DatasetInfo, build_datasets, dataset_info
 from .digits import digits_datasets
+from .digits_affine import digits_affine_datasets
 from .loaders import build_loaders
 from .sources import cifar_datasets, imagenet_datasets
 from .transforms import (
@@ -67,6 +70,7 @@ __all__ = [
     "cifar_datasets",
     "cifar_transforms",
     "dataset_info",
+    "digits_affine_datasets",
     "digits_datasets",
     "holdout_split",
     "imagenet_datasets",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from .digits import digits_datasets
+from .digits_affine import digits_affine_datasets
 from .sources import cifar_datasets, imagenet_datasets
 from .views import DataSplits
 
@@ -65,6 +66,12 @@ def _digits(
     return digits_datasets(seed=seed, use_valid=use_valid)
 
 
+def _digits_affine(
+    root: Path | None, use_valid: bool, seed: int, download: bool, val_size: int | None
+) -> DataSplits:
+    return digits_affine_datasets(seed=seed, use_valid=use_valid)
+
+
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -72,6 +79,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("cifar100", 100, "cifar", True, _cifar("cifar100")),
         DatasetInfo("ImageNet", 1000, "imagenet", True, _imagenet),
         DatasetInfo("digits", 10, "cifar", False, _digits),
+        DatasetInfo("digits-affine", 10, "cifar", False, _digits_affine),
     )
 }
 """Every dataset by name (the spelling of the originals' ``--data``)."""

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..pretrained_cfg import PretrainedCfg
 from .views import DataSplits, TensorImageDataset, TransformSubset
 
 __all__ = ["digit_images", "digits_datasets"]
@@ -82,6 +83,7 @@ def digits_datasets(
         num_classes=10,
         image_size=32,
         in_channels=3,
+        preprocessing=PretrainedCfg(input_size=(3, 32, 32), mean=tuple(mean), std=tuple(std)),
     )
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from .transforms import cifar_transforms, imagenet_transforms
+from .transforms import (
+    CIFAR10_PREPROCESSING,
+    CIFAR100_PREPROCESSING,
+    IMAGENET_PREPROCESSING,
+    cifar_transforms,
+    imagenet_transforms,
+)
 from .views import DataSplits, splits_from_base
 
 __all__ = ["cifar_datasets", "imagenet_datasets"]
@@ -85,6 +92,7 @@ def cifar_datasets(
         seed=seed,
         num_classes=num_classes,
         image_size=32,
+        preprocessing=CIFAR10_PREPROCESSING if name == "cifar10" else CIFAR100_PREPROCESSING,
     )
 
 
@@ -153,4 +161,7 @@ def imagenet_datasets(
         seed=seed,
         num_classes=len(train_base.classes),
         image_size=image_size,
+        preprocessing=dataclasses.replace(
+            IMAGENET_PREPROCESSING, input_size=(3, image_size, image_size)
+        ),
     )

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..pretrained_cfg import PretrainedCfg
+
 __all__ = [
     "DataLoaders",
     "DataSplits",
@@ -35,6 +37,9 @@ class DataSplits:
         num_classes: Number of classes.
         image_size: Side length of the (square) images the model receives.
         in_channels: Number of image channels the model receives.
+        preprocessing: The normalisation and size the images were prepared with, for a
+            model's ``pretrained_cfg`` and for a saved model directory; ``None`` when the
+            builder does not know it.
     """
 
     train: Dataset[Sample]
@@ -43,6 +48,7 @@ class DataSplits:
     num_classes: int
     image_size: int
     in_channels: int
+    preprocessing: PretrainedCfg | None = None
 
 
 class DataLoaders(NamedTuple):
@@ -163,6 +169,7 @@ def splits_from_base(
     seed: int,
     num_classes: int,
     image_size: int,
+    preprocessing: PretrainedCfg | None = None,
 ) -> DataSplits:
     """Builds train/val/test views; the held-out part gets the evaluation transform."""
     val: TransformSubset | None = None
@@ -179,4 +186,5 @@ def splits_from_base(
         num_classes=num_classes,
         image_size=image_size,
         in_channels=3,
+        preprocessing=preprocessing,
     )

@@ -1,4 +1,4 @@
-"""Tests for adanet.digits_affine: the transformed-digits task and its random affine maps."""
+"""Tests for adanet.data.digits_affine: the transformed-digits task and its random affine maps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adanet.data import DATASET_NAMES, DataSplits, TransformSubset, build_datasets
-from adanet.digits_affine import (
+from adanet.data.digits_affine import (
     DEFAULT_STRENGTH,
     AffineStrength,
     DigitAffineAugment,

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data import DataSplits, TensorImageDataset, TransformSubset
+from ..pretrained_cfg import PretrainedCfg
+from .views import DataSplits, TensorImageDataset, TransformSubset
 
 __all__ = [
     "DEFAULT_STRENGTH",
@@ -322,4 +323,7 @@ def digits_affine_datasets(
         num_classes=10,
         image_size=image_size,
         in_channels=3,
+        preprocessing=PretrainedCfg(
+            input_size=(3, image_size, image_size), mean=mean, std=std, interpolation="bilinear"
+        ),
     )
