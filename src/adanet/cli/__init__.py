@@ -1,4 +1,5 @@
-"""The ``adanet`` command: ``adanet train`` and ``adanet eval`` (also ``python -m adanet``).
+"""The ``adanet`` command: ``adanet train``, ``adanet eval`` and ``adanet export`` (also
+``python -m adanet``).
 
 ``adanet train`` accepts the command line of the original RANet ``main.py`` unchanged (the
 same option names, defaults and meanings; ``--data digits`` is added), so::
@@ -42,7 +43,7 @@ from ..checkpoint import CheckpointError
 from ..distributed import DistributedContext, cleanup_distributed, init_distributed
 from ..run_folder import RunFolderError
 from ..training import NonFiniteLossError
-from . import evaluate, train
+from . import evaluate, export, train
 from .console import Printer
 from .errors import CLIError
 from .run_evaluation import evaluate_run
@@ -58,7 +59,7 @@ __all__ = [
     "reference_args_line",
 ]
 
-COMMANDS: tuple[ModuleType, ...] = (train, evaluate)
+COMMANDS: tuple[ModuleType, ...] = (train, evaluate, export)
 """The sub-command modules, in ``--help`` order."""
 
 _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
