@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,12 @@ COMMON = ["--data", "digits", "-j", "0", "-b", "64", "--lr", "0.05", "--print-fr
 def train(save: Path, *extra: str) -> int:
     """``adanet train`` of the tiny RANet on digits into ``save``."""
     return cli.main(["train", *TINY, *COMMON, "--save", str(save), "--no-progress", *extra])
+
+
+@pytest.fixture
+def train_cli() -> Callable[..., int]:
+    """:func:`train`, for the tests of this folder."""
+    return train
 
 
 @pytest.fixture(autouse=True)

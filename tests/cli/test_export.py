@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ def test_export_writes_a_directory_load_pretrained_reads(
     target = tmp_path / "model"
     assert cli.main(["export", "--save", str(guaranteed_run), "--to", str(target)]) == 0
     assert str(target) in capsys.readouterr().out
-    model = adanet.load_pretrained(target)
+    model: Any = adanet.load_pretrained(target)
     weights = guaranteed_run / BEST_MODEL
     if not weights.is_file():
         weights = guaranteed_run / LAST_CHECKPOINT
@@ -40,7 +41,8 @@ def test_export_picks_the_policy_of_p(guaranteed_run: Path, tmp_path: Path) -> N
     assert cli.main(["export", "--save", str(guaranteed_run), "--to", str(target), "--p", "3"]) == 0
     entries = json.loads((guaranteed_run / "policies.json").read_text())["policies"]
     nearest = min(entries, key=lambda e: abs(e["p"] - 3.0))["policy"]
-    policy = adanet.load_pretrained(target).pretrained.policy
+    loaded: Any = adanet.load_pretrained(target)
+    policy = loaded.pretrained.policy
     assert policy is not None and policy.to_dict()["thresholds"] == nearest["thresholds"]
 
 

@@ -54,7 +54,8 @@ def _from_object(spec: str) -> ExitPolicy:
         if not hasattr(target, part):
             raise CLIError(f"--policy {spec!r}: {module_name!r} has no attribute {attribute!r}")
         target = getattr(target, part)
-    if not isinstance(target, ExitPolicy) and callable(target):
+    # A class has the protocol's members too, so it is always called, as a factory is.
+    if isinstance(target, type) or (not isinstance(target, ExitPolicy) and callable(target)):
         try:
             target = target()
         except Exception as error:  # the user's code: report whatever it raised
