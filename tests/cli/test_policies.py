@@ -55,6 +55,9 @@ def test_the_guaranteed_policy_is_reported_next_to_the_budgets(guaranteed_run: P
     assert len(temperatures["values"]) == 2 and all(t > 0 for t in temperatures["values"])
     assert risk["policy"]["temperatures"] == temperatures["values"]
     assert len(temperatures["test_ece_before"]) == len(temperatures["test_ece_after"]) == 2
+    # Fitted and calibrated on disjoint halves of the validation split.
+    assert temperatures["num_fitted_on"] + risk["num_calibration"] == metrics["num_calibration"]
+    assert abs(temperatures["num_fitted_on"] - risk["num_calibration"]) <= 1
     saved = json.loads((guaranteed_run / "policies.json").read_text())["risk_policy"]
     assert saved["policy"] == risk["policy"] and saved["accuracy"] == risk["accuracy"]
 
@@ -202,5 +205,6 @@ def test_eval_calibrates_a_guarantee_with_another_method(run_copy: Path) -> None
     assert _eval(run_copy, "--max-accuracy-drop", "0.1", "--risk-method", "crc") == 0
     risk = _metrics(run_copy, "eval_metrics.json")["risk_policy"]
     assert risk["method"] == "crc" and risk["delta"] is None and "temperatures" not in risk
+    assert risk["num_calibration"] == _metrics(run_copy)["num_calibration"]
     saved = json.loads((run_copy / "eval_policies.json").read_text())
     assert saved["risk_policy"]["policy"] == risk["policy"]

@@ -122,7 +122,8 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--temperatures",
         action="store_true",
-        help="fit per-exit temperatures on validation and apply them to that policy",
+        help="fit per-exit temperatures on half of the validation split and apply them to "
+        "that policy (calibrated on the other half)",
     )
 
 
@@ -166,15 +167,26 @@ def risk_row(
 ) -> dict[str, Any]:
     """Calibrate the guaranteed policy on ``val`` and run it for real over ``loader``.
 
+    With ``options.temperatures`` the temperatures are fitted on the even-indexed validation
+    samples and the thresholds calibrated on the odd-indexed ones, so that the guarantee
+    still rests on calibration data the policy's family was not chosen on.
+
     ``context`` holds the ``cost_convention`` and ``input_size`` the policy records.
     """
     eps = options.max_accuracy_drop
     if eps is None:
         raise ValueError("risk_row needs options.max_accuracy_drop")
-    temperatures = fit_temperatures(val.logits, val.targets) if options.temperatures else None
+    logits, targets = val.logits, val.targets
+    temperatures = None
+    if options.temperatures:
+        # Temperatures fitted on the calibration samples themselves would make the threshold
+        # family depend on them and void the guarantee: fit on every other validation sample
+        # and calibrate on the rest.
+        temperatures = fit_temperatures(logits[:, 0::2], targets[0::2])
+        logits, targets = logits[:, 1::2], targets[1::2]
     policy = calibrate_risk(
-        val.logits,
-        val.targets,
+        logits,
+        targets,
         eps,
         delta=options.delta,
         method=options.risk_method,
@@ -190,6 +202,7 @@ def risk_row(
         "max_accuracy_drop": eps,
         "delta": options.delta if options.risk_method == "ltt" else None,
         "policy": policy.to_dict(),
+        "num_calibration": int(targets.shape[0]),
         "last_exit_accuracy": last,
         "accuracy_drop": last - row["accuracy"],
         **row,
@@ -197,6 +210,7 @@ def risk_row(
     if temperatures is not None:
         row["temperatures"] = {
             "values": list(temperatures),
+            "num_fitted_on": int(val.targets[0::2].shape[0]),
             "test_ece_before": expected_calibration_error(test.logits, test.targets),
             "test_ece_after": expected_calibration_error(
                 test.logits, test.targets, temperatures=temperatures
