@@ -27,6 +27,12 @@ original's ``Namespace(...)`` line), ``checkpoint_last.pt``, ``model_best.pt``,
 atomically, and a folder holding a run is only continued (``--resume``) or replaced
 (``--overwrite``) when asked.
 
+Both ``train`` and ``eval`` accept ``--max-accuracy-drop EPS`` (``--delta``,
+``--risk-method``, ``--temperatures``) to also calibrate a policy with a guarantee on the
+validation split; ``eval --policy SPEC`` runs a policy of one's own. ``adanet export --save RUN
+--to DIR [--onnx]`` turns a run folder into the model directory
+:func:`adanet.load_pretrained` reads.
+
 Each sub-command is one module with ``register(subparsers)`` that sets ``run`` as the
 parser's default; adding one is that module plus one entry in :data:`COMMANDS`.
 """

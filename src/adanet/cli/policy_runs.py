@@ -241,10 +241,13 @@ def report_policy_rows(
         }[risk["method"]]
         say(
             f"\nGuaranteed policy ({risk['method']}: accuracy drop <= "
-            f"{100 * risk['max_accuracy_drop']:.2f} points {guarantee}), on the test split: "
-            f"top-1 {100 * risk['accuracy']:.2f}% (last exit {100 * risk['last_exit_accuracy']:.2f}"
-            f"%, drop {100 * risk['accuracy_drop']:.2f} points), "
-            f"{100 * risk['mean_macs'] / full_macs:.1f}% of the full MACs"
+            f"{100 * risk['max_accuracy_drop']:.2f} points {guarantee}), on the test split:"
+        )
+        say(
+            f"  top-1 {100 * risk['accuracy']:.2f}% (last exit "
+            f"{100 * risk['last_exit_accuracy']:.2f}%, drop {100 * risk['accuracy_drop']:.2f} "
+            f"points), {risk['mean_macs'] / 1e6:.3f} MMACs = "
+            f"{100 * risk['mean_macs'] / full_macs:.1f}% of the full network"
         )
     custom = rows.get("policy")
     if custom is not None:
