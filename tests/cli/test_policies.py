@@ -208,3 +208,14 @@ def test_eval_calibrates_a_guarantee_with_another_method(run_copy: Path) -> None
     assert risk["num_calibration"] == _metrics(run_copy)["num_calibration"]
     saved = json.loads((run_copy / "eval_policies.json").read_text())
     assert saved["risk_policy"]["policy"] == risk["policy"]
+
+
+def test_eval_refuses_a_guarantee_for_a_run_without_validation(
+    run_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = json.loads((run_copy / "config.json").read_text())
+    config["use_valid"] = False
+    (run_copy / "config.json").write_text(json.dumps(config))
+    assert _eval(run_copy, "--max-accuracy-drop", "0.02") == 2
+    assert "--use-valid" in capsys.readouterr().err
+    assert not (run_copy / "eval_metrics.json").exists()
