@@ -6,7 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPTS = ("bench_speed.py", "bench_early_exit.py", "bench_budgeted_sweep.py")
+SCRIPTS = (
+    "bench_speed.py",
+    "bench_early_exit.py",
+    "bench_budgeted_sweep.py",
+    "bench_onnx.py",
+    "bench_risk.py",
+    "bench_latency.py",
+)
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""The ``adanet`` command: ``adanet train`` and ``adanet eval`` (also ``python -m adanet``).
+"""The ``adanet`` command: ``adanet train``, ``adanet eval`` and ``adanet export`` (also
+``python -m adanet``).
 
 ``adanet train`` accepts the command line of the original RANet ``main.py`` unchanged (the
 same option names, defaults and meanings; ``--data digits`` is added), so::
@@ -26,6 +27,12 @@ original's ``Namespace(...)`` line), ``checkpoint_last.pt``, ``model_best.pt``,
 atomically, and a folder holding a run is only continued (``--resume``) or replaced
 (``--overwrite``) when asked.
 
+Both ``train`` and ``eval`` accept ``--max-accuracy-drop EPS`` (``--delta``,
+``--risk-method``, ``--temperatures``) to also calibrate a policy with a guarantee on the
+validation split; ``eval --policy SPEC`` runs a policy of one's own. ``adanet export --save RUN
+--to DIR [--onnx]`` turns a run folder into the model directory
+:func:`adanet.load_pretrained` reads.
+
 Each sub-command is one module with ``register(subparsers)`` that sets ``run`` as the
 parser's default; adding one is that module plus one entry in :data:`COMMANDS`.
 """
@@ -42,7 +49,7 @@ from ..checkpoint import CheckpointError
 from ..distributed import DistributedContext, cleanup_distributed, init_distributed
 from ..run_folder import RunFolderError
 from ..training import NonFiniteLossError
-from . import evaluate, train
+from . import evaluate, export, train
 from .console import Printer
 from .errors import CLIError
 from .run_evaluation import evaluate_run
@@ -58,7 +65,7 @@ __all__ = [
     "reference_args_line",
 ]
 
-COMMANDS: tuple[ModuleType, ...] = (train, evaluate)
+COMMANDS: tuple[ModuleType, ...] = (train, evaluate, export)
 """The sub-command modules, in ``--help`` order."""
 
 _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")

@@ -2,7 +2,9 @@
 
 Results go to ``eval_metrics.json``, ``eval_policies.json`` and ``eval_*.png`` in the run
 folder, never over the training run's own ``metrics.json``; an earlier evaluation there is
-kept unless ``--overwrite`` is given.
+kept unless ``--overwrite`` is given. ``--policy SPEC`` also runs a policy of one's own (a
+JSON file or ``package.module:name``, see :mod:`adanet.cli.policy_spec`) with real early
+exit; ``--max-accuracy-drop`` calibrates a guaranteed one on the run's validation split.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ..training import BEST_MODEL, LAST_CHECKPOINT, load_checkpoint
 from .console import Printer
 from .errors import CLIError
 from .options import run_options
+from .policy_runs import PolicyOptions, add_policy_options
+from .policy_spec import check_fits, load_policy
 from .run_evaluation import evaluate_run
 from .runtime import load_data, load_weights, read_run_config
 from .spec import RunSpec, architecture, architecture_option_names, build_model
@@ -44,6 +48,14 @@ def register(commands: Any) -> None:
         help="evaluate a saved model",
         description="Evaluate a saved model (--save DIR, or --evaluate-from PATH) anytime and "
         "budgeted with real early exit, into eval_metrics.json and friends.",
+    )
+    add_policy_options(parser)
+    parser.add_argument(
+        "--policy",
+        default=None,
+        metavar="SPEC",
+        help="also run this policy with real early exit: a policy JSON file, or "
+        "package.module:name of an ExitPolicy (or of a zero-argument callable returning one)",
     )
     parser.set_defaults(run=run)
 
@@ -102,6 +114,10 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
     path = _checkpoint_path(args)
     folder = Path(args.save) if args.save else path.parent
     spec = _spec(args, path, folder)
+    options = PolicyOptions.from_args(args)
+    options.check_calibration_split(spec.use_valid)
+    if options.policy_spec is not None:
+        options = dataclasses.replace(options, policy=load_policy(options.policy_spec))
     earlier = [name for name in EVAL_FILES if (folder / name).exists()]
     if earlier and not spec.overwrite:
         raise CLIError(
@@ -112,6 +128,16 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
     loaders = build_loaders(splits, spec.batch_size, spec.workers, seed=spec.seed)
     model = build_model(spec.arch, spec.config)
     load_weights(model, path, say)
+    shape = (splits.in_channels, splits.image_size, splits.image_size)
+    if options.policy is not None:
+        check_fits(
+            options.policy,
+            str(options.policy_spec),
+            num_exits=model.num_exits,
+            num_classes=splits.num_classes,
+            input_size=shape,
+            cost_convention=spec.cost_convention,
+        )
     model.to(ctx.device)
     if spec.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -123,12 +149,13 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
     evaluate_run(
         model,
         loaders,
-        (splits.in_channels, splits.image_size, splits.image_size),
+        shape,
         folder,
         evalmode=spec.evalmode or "both",
         convention=spec.cost_convention,  # type: ignore[arg-type]
         info={"arch": spec.arch, "data": spec.data, "checkpoint": str(path)},
         say=say,
         prefix=EVAL_PREFIX,
+        options=options,
     )
     return 0

@@ -2,7 +2,9 @@
 
 :func:`compute_run_evaluation` runs the model (anytime over the test split; thresholds
 calibrated on validation, or on test without one, as the original; every calibrated policy
-run for real with early exit); :func:`report_run_evaluation` prints the tables;
+run for real with early exit, one of them also timed against the all-exit and last-exit-only
+forwards; optionally a guaranteed policy and a user's policy, see
+:mod:`adanet.cli.policy_runs`); :func:`report_run_evaluation` prints the tables;
 :func:`write_run_evaluation` writes the metrics, policies and plots atomically.
 """
 
@@ -17,17 +19,23 @@ from typing import Any
 from ..budgeted import BudgetRecord, budgeted_sweep
 from ..costs import Convention, measure_exit_costs
 from ..data import DataLoaders
-from ..evaluation import AnytimeEvaluation, evaluate_anytime, evaluate_policy
+from ..evaluation import AnytimeEvaluation, evaluate_anytime
 from ..protocol import EarlyExitNetwork
 from ..run_folder import atomic_path, write_json_atomic
+from .policy_runs import PolicyOptions, report_policy_rows, risk_row, run_row
 
 __all__ = [
+    "TIMED_P",
     "RunEvaluation",
     "compute_run_evaluation",
     "evaluate_run",
     "report_run_evaluation",
     "write_run_evaluation",
 ]
+
+TIMED_P = 1.0
+"""The budget (``p``, nearest in the sweep) whose policy is also timed against the all-exit
+and last-exit-only forwards; the one ``adanet export`` keeps by default."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,10 @@ class RunEvaluation:
         num_calibration: Images in the calibration split (0 without budgeted evaluation).
         sweep: The simulated budgeted sweep (policies and their simulated results).
         budgeted: One row per budget of the policy run for real with early exit.
+        latency: Throughput and batch latencies (``"policy"``, ``"all_exits"``,
+            ``"last_exit"``) of one policy, and ``"what"`` it is; ``None`` when none ran.
+        risk: The guaranteed policy's row (``--max-accuracy-drop``), or ``None``.
+        policy: The user's policy's row (``--policy``), or ``None``.
     """
 
     convention: str
@@ -54,6 +66,9 @@ class RunEvaluation:
     num_calibration: int = 0
     sweep: Sequence[BudgetRecord[Any]] = ()
     budgeted: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    latency: Mapping[str, Any] | None = None
+    risk: Mapping[str, Any] | None = None
+    policy: Mapping[str, Any] | None = None
 
     @property
     def mismatches(self) -> int:
@@ -79,11 +94,19 @@ class RunEvaluation:
             metrics["num_calibration"] = self.num_calibration
             metrics["budgeted"] = [dict(row) for row in self.budgeted]
             metrics["real_vs_simulated_mismatches"] = self.mismatches
+        for key, value in (
+            ("latency", self.latency),
+            ("risk_policy", self.risk),
+            ("policy", self.policy),
+        ):
+            if value is not None:
+                metrics[key] = dict(value)
         return metrics
 
     def policies(self) -> dict[str, Any]:
-        """The ``policies.json`` content: every calibrated policy."""
-        return {
+        """The ``policies.json`` content: every calibrated policy (the guaranteed one, when
+        calibrated, under ``"risk_policy"``)."""
+        content: dict[str, Any] = {
             "cost_convention": self.convention,
             "calibration_split": self.calibration,
             "costs": self.costs,
@@ -92,6 +115,12 @@ class RunEvaluation:
                 for r in self.sweep
             ],
         }
+        if self.risk is not None:
+            content["risk_policy"] = {
+                key: self.risk[key]
+                for key in ("method", "max_accuracy_drop", "delta", "policy", "accuracy")
+            }
+        return content
 
 
 def compute_run_evaluation(
@@ -102,39 +131,98 @@ def compute_run_evaluation(
     evalmode: str = "both",
     convention: Convention = "actual",
     info: Mapping[str, Any] | None = None,
+    options: PolicyOptions | None = None,
 ) -> RunEvaluation:
-    """Evaluate ``model`` anytime and (unless ``evalmode="anytime"``) budgeted."""
+    """Evaluate ``model`` anytime and (unless ``evalmode="anytime"``) budgeted, and run the
+    policies ``options`` asks for.
+
+    Raises:
+        CLIError: ``options`` calibrate on validation and ``loaders`` have no validation split.
+    """
+    options = options or PolicyOptions()
+    options.check_calibration_split(loaders.val is not None)
     model.eval()
     costs = [c.macs for c in measure_exit_costs(model, tuple(image_shape), convention)]
     test = evaluate_anytime(model, loaders.test, costs=costs)
     facts = dict(info) if info else {}
-    if evalmode not in ("dynamic", "both"):
-        return RunEvaluation(convention, costs, test, facts)
-    val: AnytimeEvaluation = test
-    calibration = "test"
+    context = {"cost_convention": convention, "input_size": tuple(image_shape)}
+    custom: dict[str, Any] | None = None
+    if options.policy is not None:
+        custom = {
+            "spec": options.policy_spec,
+            **run_row(model, loaders.test, options.policy, costs, baselines=True),
+        }
+    budgeted = evalmode in ("dynamic", "both")
+    if not budgeted and not options.needs_validation:
+        latency = None if custom is None else {"what": "--policy", **custom["latency"]}
+        return RunEvaluation(convention, costs, test, facts, latency=latency, policy=custom)
+    val, calibration = test, "test"
     if loaders.val is not None:
         val, calibration = evaluate_anytime(model, loaders.val, costs=costs), "validation"
+    risk = None
+    if options.max_accuracy_drop is not None:
+        risk = risk_row(model, loaders.test, val, test, costs, options, context)
+    if not budgeted:
+        latency = None if custom is None else {"what": "--policy", **custom["latency"]}
+        return RunEvaluation(convention, costs, test, facts, None, 0, (), [], latency, risk, custom)
+    sweep, rows, latency = _budgeted(model, loaders, val, test, costs, context)
+    return RunEvaluation(
+        convention,
+        costs,
+        test,
+        facts,
+        calibration,
+        int(val.targets.shape[0]),
+        sweep,
+        rows,
+        latency,
+        risk,
+        custom,
+    )
+
+
+def _budgeted(
+    model: EarlyExitNetwork,
+    loaders: DataLoaders,
+    val: AnytimeEvaluation,
+    test: AnytimeEvaluation,
+    costs: Sequence[float],
+    context: Mapping[str, Any],
+) -> tuple[list[BudgetRecord[Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """The budgeted sweep, each policy run for real; only the one nearest :data:`TIMED_P` is
+    also timed against the all-exit and last-exit-only forwards (timing them ~39 times over
+    would only repeat the same numbers)."""
     with warnings.catch_warnings():
         # The report says so, once and in plain words.
         warnings.simplefilter("ignore", UserWarning)
-        sweep = budgeted_sweep(val.logits, val.targets, test.logits, test.targets, costs)
+        sweep = budgeted_sweep(
+            val.logits,
+            val.targets,
+            test.logits,
+            test.targets,
+            costs,
+            cost_convention=context["cost_convention"],
+            input_size=context["input_size"],
+        )
+    timed = min(range(len(sweep)), key=lambda i: abs(sweep[i].p - TIMED_P)) if sweep else -1
     rows: list[dict[str, Any]] = []
-    for record in sweep:
-        real = evaluate_policy(model, loaders.test, record.policy, costs=costs)
+    latency: dict[str, Any] | None = None
+    for index, record in enumerate(sweep):
+        real = run_row(model, loaders.test, record.policy, costs, baselines=index == timed)
+        if index == timed:
+            latency = {"what": f"budgeted policy p={record.p:g}", "p": record.p, **real["latency"]}
         rows.append(
             {
                 "p": record.p,
-                "mean_macs": real.mean_cost,
-                "accuracy": real.accuracy,
-                "seconds_per_image": real.seconds_per_image,
-                "exit_fractions": list(real.exit_fractions),
+                "mean_macs": real["mean_macs"],
+                "accuracy": real["accuracy"],
+                "seconds_per_image": real["seconds_per_image"],
+                "exit_fractions": real["exit_fractions"],
                 "simulated_accuracy": record.accuracy,
                 "simulated_mean_macs": record.mean_cost,
             }
         )
-    return RunEvaluation(
-        convention, costs, test, facts, calibration, int(val.targets.shape[0]), sweep, rows
-    )
+    return sweep, rows, latency
 
 
 def _format_fractions(fractions: Sequence[float]) -> str:
@@ -142,7 +230,22 @@ def _format_fractions(fractions: Sequence[float]) -> str:
 
 
 def report_run_evaluation(evaluation: RunEvaluation, say: Callable[..., None] = print) -> None:
-    """Print the anytime table and, when computed, the budgeted one."""
+    """Print the anytime table and, when computed, the budgeted one, the guaranteed and the
+    user's policy, and the latencies."""
+    _report_tables(evaluation, say)
+    rows = {
+        key: value
+        for key, value in (
+            ("risk", evaluation.risk),
+            ("policy", evaluation.policy),
+            ("latency", evaluation.latency),
+        )
+        if value is not None
+    }
+    report_policy_rows(rows, evaluation.costs[-1], say)
+
+
+def _report_tables(evaluation: RunEvaluation, say: Callable[..., None]) -> None:
     full = evaluation.costs[-1]
     say(
         "\nAnytime prediction on the test split (MACs per image, "
@@ -193,7 +296,7 @@ def write_run_evaluation(
     prefix: str = "",
     say: Callable[..., None] = print,
 ) -> list[Path]:
-    """Write ``<prefix>metrics.json``, ``<prefix>policies.json`` (budgeted only) and the
+    """Write ``<prefix>metrics.json``, ``<prefix>policies.json`` (calibrated policies only) and the
     plots ``<prefix>anytime.png``/``<prefix>budgeted.png`` (when matplotlib is installed)
     into ``folder``, each atomically.
 
@@ -201,7 +304,7 @@ def write_run_evaluation(
         The files written.
     """
     written: list[Path] = []
-    if evaluation.calibration is not None:
+    if evaluation.calibration is not None or evaluation.risk is not None:
         write_json_atomic(folder / f"{prefix}policies.json", evaluation.policies())
         written.append(folder / f"{prefix}policies.json")
     written += _write_plots(evaluation, folder, prefix, say)
@@ -243,15 +346,23 @@ def evaluate_run(
     info: Mapping[str, Any] | None = None,
     say: Callable[..., None] = print,
     prefix: str = "",
+    options: PolicyOptions | None = None,
 ) -> dict[str, Any]:
     """Compute, report and write a model's evaluation; returns the metrics.
 
     The budgeted thresholds are calibrated on the validation split when there is one (else,
     as the original without ``--use-valid``, on the test split, with a warning); every
-    calibrated policy is then run for real with early exit over the test loader.
+    calibrated policy is then run for real with early exit over the test loader, and so are
+    the policies ``options`` asks for.
     """
     evaluation = compute_run_evaluation(
-        model, loaders, image_shape, evalmode=evalmode, convention=convention, info=info
+        model,
+        loaders,
+        image_shape,
+        evalmode=evalmode,
+        convention=convention,
+        info=info,
+        options=options,
     )
     report_run_evaluation(evaluation, say)
     write_run_evaluation(evaluation, Path(save), prefix=prefix, say=say)

@@ -43,6 +43,7 @@ from . import evaluate
 from .console import Printer
 from .errors import CLIError
 from .options import run_options
+from .policy_runs import PolicyOptions, add_policy_options
 from .run_evaluation import evaluate_run
 from .runtime import load_data, make_optimizer, read_run_config, seed_everything
 from .spec import IDENTITY_FIELDS, RunSpec, build_model, reference_args_line
@@ -61,6 +62,7 @@ def register(commands: Any) -> None:
         description="Train a network, then evaluate it anytime and budgeted with real early "
         "exit. With --evalmode, evaluate --evaluate-from instead (as the original).",
     )
+    add_policy_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -76,6 +78,9 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
             raise CLIError("--evalmode needs --evaluate-from PATH (as in the original)")
         return evaluate.run(args, ctx, say)
     spec = RunSpec.from_args(args)
+    policies = PolicyOptions.from_args(args)
+    # Before training, not after: the guarantee needs data the model was not tuned on.
+    policies.check_calibration_split(spec.use_valid)
     precision, saved = _preflight(spec, ctx)
     seed_everything(spec.seed)
     splits = load_data(spec)
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
     model = build_model(spec.arch, spec.config)
     net = _place(model, spec, ctx, say)
     optimizer = make_optimizer(spec, model)
-    session = _Session(spec, ctx, say, precision, splits, loaders, model, net, optimizer)
+    session = _Session(spec, ctx, say, precision, splits, loaders, model, net, optimizer, policies)
     return _train_and_evaluate(session, _start_run(session, saved))
 
 
@@ -149,6 +154,7 @@ class _Session:
     model: nn.Module
     net: nn.Module
     optimizer: torch.optim.Optimizer
+    policies: PolicyOptions
 
 
 def _place(model: nn.Module, spec: RunSpec, ctx: DistributedContext, say: Printer) -> nn.Module:
@@ -309,6 +315,7 @@ def _final_evaluation(session: _Session, state: TrainState, elapsed: float) -> N
             },
         },
         say=say,
+        options=session.policies,
     )
 
 
