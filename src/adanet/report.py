@@ -28,10 +28,12 @@ import torch
 from torch import Tensor
 
 from ._device import module_device
+from .exit_policy import ExitPolicy
 from .inference import early_exit
 from .plots import plot_anytime, plot_budgeted, wilson_interval
-from .policy import EarlyExitPolicy
+from .policy_io import policy_from_dict
 from .protocol import EarlyExitNetwork
+from .run_folder import atomic_path, write_json_atomic, write_text_atomic
 
 __all__ = [
     "CI_METHOD",
@@ -93,7 +95,7 @@ def last_exit_logits(model: EarlyExitNetwork, x: Tensor) -> Tensor:
 def measure_wall_times(
     model: EarlyExitNetwork,
     loader: Iterable[Batch],
-    policy: EarlyExitPolicy,
+    policy: ExitPolicy,
     *,
     p: float = float("nan"),
     costs: Sequence[float] | None = None,
@@ -253,6 +255,7 @@ def render_report(
     config: Mapping[str, Any] | None = None,
     wall_times: WallTimes | None = None,
     title: str = "adanet run report",
+    prefix: str = "",
 ) -> str:
     """The markdown of ``report.md`` for a run's metrics.
 
@@ -263,6 +266,7 @@ def render_report(
         config: The model config, shown in the run table.
         wall_times: Timings from :func:`measure_wall_times`, shown in their own table.
         title: The top heading.
+        prefix: Prefix of the plot files the report embeds.
 
     Returns:
         The report text.
@@ -311,7 +315,7 @@ def render_report(
             f"{_percent(float(row['top1']))} | {_interval(row)} | "
             f"{_percent(float(row.get('top5', float('nan'))))} |"
         )
-    lines += ["", ci_note, "", "![Anytime prediction](anytime.png)", ""]
+    lines += ["", ci_note, "", f"![Anytime prediction]({prefix}anytime.png)", ""]
     budgeted = list(metrics.get("budgeted") or [])
     if budgeted:
         lines += [
@@ -341,7 +345,7 @@ def render_report(
             )
         else:
             lines.append("No budget came within 1 point of the last exit.")
-        lines += ["", ci_note, "", "![Budgeted batch classification](budgeted.png)", ""]
+        lines += ["", ci_note, "", f"![Budgeted batch classification]({prefix}budgeted.png)", ""]
     if wall_times is not None:
         base = wall_times.last_exit_only
         lines += [
@@ -365,12 +369,6 @@ def render_report(
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_run_report(
     model: EarlyExitNetwork,
     test_loader: Iterable[Batch],
@@ -379,6 +377,7 @@ def write_run_report(
     *,
     point_series: Mapping[str, Sequence[Any]] | None = None,
     max_timed_images: int | None = 2048,
+    prefix: str = "",
     say: Callable[..., None] = print,
 ) -> Path:
     """Completes a run folder: intervals in ``metrics.json``, plots with intervals, ``report.md``.
@@ -395,6 +394,8 @@ def write_run_report(
         point_series: Extra labelled points for the budgeted plot (e.g. risk-controlled
             policies): records with ``mean_macs`` and ``accuracy``.
         max_timed_images: Images timed per way (``None``: the whole test set).
+        prefix: Prefix of every file read and written (``"eval_"`` for ``adanet eval``,
+            which must not replace the training run's files).
         say: Where progress lines go.
 
     Returns:
@@ -405,12 +406,12 @@ def write_run_report(
     n = int(metrics["num_test"])
     wall: WallTimes | None = None
     budgeted = metrics.get("budgeted") or []
-    policies_path = folder / "policies.json"
+    policies_path = folder / f"{prefix}policies.json"
     if budgeted and policies_path.is_file():
         chosen = cheapest_within(metrics) or max(budgeted, key=lambda r: float(r["accuracy"]))
         stored = json.loads(policies_path.read_text(encoding="utf-8"))
         by_p = {float(entry["p"]): entry["policy"] for entry in stored["policies"]}
-        policy = EarlyExitPolicy.from_dict(by_p[float(chosen["p"])])
+        policy = policy_from_dict(by_p[float(chosen["p"])])
         wall = measure_wall_times(
             model,
             test_loader,
@@ -422,24 +423,26 @@ def write_run_report(
         metrics["wall_time"] = asdict(wall)
     metrics.setdefault("device", str(module_device(model)))
     try:
-        plot_anytime(metrics["anytime"], folder / "anytime.png", num_samples=n)
+        with atomic_path(folder / f"{prefix}anytime.png") as temporary:
+            plot_anytime(metrics["anytime"], temporary, num_samples=n)
         if budgeted:
-            plot_budgeted(
-                budgeted,
-                folder / "budgeted.png",
-                num_samples=n,
-                static_exits=metrics["anytime"],
-                point_series=point_series,
-            )
+            with atomic_path(folder / f"{prefix}budgeted.png") as temporary:
+                plot_budgeted(
+                    budgeted,
+                    temporary,
+                    num_samples=n,
+                    static_exits=metrics["anytime"],
+                    point_series=point_series,
+                )
     except ImportError as error:
         say(f"note: no plots ({error})")
-    _write_text(folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_json_atomic(folder / f"{prefix}metrics.json", metrics)
     config_path = folder / "config.json"
     config = None
     if config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8")).get("config")
-    report = folder / REPORT_NAME
-    _write_text(report, render_report(metrics, config=config, wall_times=wall))
+    report = folder / f"{prefix}{REPORT_NAME}"
+    write_text_atomic(report, render_report(metrics, config=config, wall_times=wall, prefix=prefix))
     if wall is not None:
         say(
             f"wall time per image over {wall.num_images} test images: early exit "

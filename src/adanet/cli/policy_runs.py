@@ -48,6 +48,8 @@ class PolicyOptions:
             guaranteed policy.
         policy: A user's policy to run (``adanet eval --policy``).
         policy_spec: Where ``policy`` came from, as given on the command line.
+        budget_stride: Run every ``budget_stride``-th budget of the sweep's 39 for real
+            (1: all of them).
     """
 
     max_accuracy_drop: float | None = None
@@ -56,6 +58,7 @@ class PolicyOptions:
     temperatures: bool = False
     policy: ExitPolicy | None = None
     policy_spec: str | None = None
+    budget_stride: int = 1
 
     @property
     def needs_validation(self) -> bool:
@@ -73,6 +76,7 @@ class PolicyOptions:
             risk_method=args.risk_method,
             temperatures=args.temperatures,
             policy_spec=getattr(args, "policy", None),
+            budget_stride=args.budget_stride,
         )
 
     def check_calibration_split(self, has_validation: bool) -> None:
@@ -118,6 +122,14 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
         default="ltt",
         choices=list(METHODS),
         help="ltt (with probability 1-D), crc (in expectation), naive (no guarantee)",
+    )
+    parser.add_argument(
+        "--budget-stride",
+        default=1,
+        type=int,
+        choices=range(1, 40),
+        metavar="K",
+        help="calibrate and run every K-th of the 39 budgets p = 1/20 .. 39/20 (default 1: all)",
     )
     group.add_argument(
         "--temperatures",

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..budgeted import BudgetRecord, budgeted_sweep
+from ..budgeted import DEFAULT_PS, BudgetRecord, budgeted_sweep
 from ..costs import Convention, measure_exit_costs
 from ..data import DataLoaders
 from ..evaluation import AnytimeEvaluation, evaluate_anytime
 from ..protocol import EarlyExitNetwork
-from ..run_folder import atomic_path, write_json_atomic
+from ..report import write_run_report
+from ..run_folder import write_json_atomic
 from .policy_runs import PolicyOptions, report_policy_rows, risk_row, run_row
 
 __all__ = [
@@ -165,7 +166,8 @@ def compute_run_evaluation(
     if not budgeted:
         latency = None if custom is None else {"what": "--policy", **custom["latency"]}
         return RunEvaluation(convention, costs, test, facts, None, 0, (), [], latency, risk, custom)
-    sweep, rows, latency = _budgeted(model, loaders, val, test, costs, context)
+    ps = DEFAULT_PS[:: options.budget_stride]
+    sweep, rows, latency = _budgeted(model, loaders, val, test, costs, context, ps)
     return RunEvaluation(
         convention,
         costs,
@@ -188,6 +190,7 @@ def _budgeted(
     test: AnytimeEvaluation,
     costs: Sequence[float],
     context: Mapping[str, Any],
+    ps: Sequence[float],
 ) -> tuple[list[BudgetRecord[Any]], list[dict[str, Any]], dict[str, Any] | None]:
     """The budgeted sweep, each policy run for real; only the one nearest :data:`TIMED_P` is
     also timed against the all-exit and last-exit-only forwards (timing them ~39 times over
@@ -201,6 +204,7 @@ def _budgeted(
             test.logits,
             test.targets,
             costs,
+            ps=ps,
             cost_convention=context["cost_convention"],
             input_size=context["input_size"],
         )
@@ -296,9 +300,9 @@ def write_run_evaluation(
     prefix: str = "",
     say: Callable[..., None] = print,
 ) -> list[Path]:
-    """Write ``<prefix>metrics.json``, ``<prefix>policies.json`` (calibrated policies only) and the
-    plots ``<prefix>anytime.png``/``<prefix>budgeted.png`` (when matplotlib is installed)
-    into ``folder``, each atomically.
+    """Write ``<prefix>metrics.json`` and ``<prefix>policies.json`` (calibrated policies only)
+    into ``folder``, each atomically; :func:`adanet.report.write_run_report` then adds the
+    plots and ``report.md``.
 
     Returns:
         The files written.
@@ -307,32 +311,19 @@ def write_run_evaluation(
     if evaluation.calibration is not None or evaluation.risk is not None:
         write_json_atomic(folder / f"{prefix}policies.json", evaluation.policies())
         written.append(folder / f"{prefix}policies.json")
-    written += _write_plots(evaluation, folder, prefix, say)
     write_json_atomic(folder / f"{prefix}metrics.json", evaluation.metrics())
     written.append(folder / f"{prefix}metrics.json")
     say(f"\nwrote {folder / f'{prefix}metrics.json'}")
     return written
 
 
-def _write_plots(
-    evaluation: RunEvaluation, folder: Path, prefix: str, say: Callable[..., None]
-) -> list[Path]:
-    from ..plots import plot_anytime, plot_budgeted
-
-    written: list[Path] = []
-    try:
-        with atomic_path(folder / f"{prefix}anytime.png") as temporary:
-            plot_anytime(evaluation.test.records, temporary)
-        written.append(folder / f"{prefix}anytime.png")
-        if evaluation.calibration is not None:
-            with atomic_path(folder / f"{prefix}budgeted.png") as temporary:
-                plot_budgeted(
-                    evaluation.budgeted, temporary, {"anytime exits": evaluation.test.records}
-                )
-            written.append(folder / f"{prefix}budgeted.png")
-    except ImportError as error:
-        say(f"note: no plots ({error})")
-    return written
+def _risk_points(metrics: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]] | None:
+    """The guaranteed policy as a labelled point of the budgeted plot, when there is one."""
+    risk = metrics.get("risk_policy")
+    if not isinstance(risk, Mapping) or "mean_macs" not in risk:
+        return None
+    label = f"risk-controlled ({risk.get('method', '?')}, eps={risk.get('max_accuracy_drop', '?')})"
+    return {label: [dict(risk)]}
 
 
 def evaluate_run(
@@ -366,4 +357,14 @@ def evaluate_run(
     )
     report_run_evaluation(evaluation, say)
     write_run_evaluation(evaluation, Path(save), prefix=prefix, say=say)
-    return evaluation.metrics()
+    metrics = evaluation.metrics()
+    write_run_report(
+        model,
+        loaders.test,
+        save,
+        metrics,
+        point_series=_risk_points(metrics),
+        prefix=prefix,
+        say=say,
+    )
+    return metrics
