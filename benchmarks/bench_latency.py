@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
-import time
 from typing import Any
 
 import torch
+from _timing import cpu_description, measure
 from torch import Tensor
 
 import adanet
@@ -43,13 +42,8 @@ class SendAllTo:
 def direct_time(model: RANet, x: Tensor, k: int, repeats: int) -> float:
     policy = SendAllTo(k, model.num_exits)
     zero = [0.0] * model.num_exits
-    adanet.early_exit(model, x, policy, costs=zero)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        adanet.early_exit(model, x, policy, costs=zero)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / x.shape[0]
+    timing = measure(lambda: adanet.early_exit(model, x, policy, costs=zero), repeats)
+    return timing.median / x.shape[0]
 
 
 def main() -> None:
@@ -74,7 +68,7 @@ def main() -> None:
     x = torch.randn(args.batch, 3, 32, 32)
     direct = [direct_time(model, x, k, args.repeats) for k in range(model.num_exits)]
     costs = [(a + b) / 2 for a, b in zip(before, measured(), strict=True)]
-    print(f"RANet {args.preset}, batch {args.batch}, {args.threads} threads, CPU")
+    print(f"RANet {args.preset}, batch {args.batch}, {args.threads} threads; {cpu_description()}")
     print(" exit  measure_exit_latency   early_exit to k   ratio")
     worst = 0.0
     for k, (cost, real) in enumerate(zip(costs, direct, strict=True)):

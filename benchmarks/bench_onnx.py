@@ -18,33 +18,19 @@ Needs the ``onnx`` extra. Run: ``.venv/bin/python benchmarks/bench_onnx.py [--th
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 import torch
+from _timing import Timing, cpu_description, measure
 
 import adanet
 from adanet import EarlyExitPolicy, RANet, RANetConfig
 from adanet.onnx import EarlyExitSession, export_onnx
 
 
-def timings(fn: Callable[[], object], warmup: int, repeats: int) -> tuple[float, float, float]:
-    """Median, min and max seconds of ``fn`` over ``repeats`` runs after ``warmup`` runs."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
-
-
-def show(label: str, value: tuple[float, float, float]) -> str:
-    median, low, high = value
-    return f"{label} {median * 1e3:9.2f} ms [{low * 1e3:.2f}-{high * 1e3:.2f}]"
+def show(label: str, value: Timing) -> str:
+    return f"{label} {value.median * 1e3:9.2f} ms [{value.best * 1e3:.2f}-{value.worst * 1e3:.2f}]"
 
 
 def main() -> None:
@@ -52,11 +38,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", default="1,16,256", help="comma-separated batch sizes")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per item")
     parser.add_argument("--tiny", action="store_true", help="a small RANet (smoke test)")
     args = parser.parse_args()
-    if args.repeats < 1 or args.warmup < 0:
-        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    if args.repeats < 5 or args.warmup < 0:
+        parser.error("--repeats must be >= 5 and --warmup >= 0")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batches = [int(b) for b in args.batches.split(",")]
@@ -87,8 +73,8 @@ def main() -> None:
             for name, policy in policies.items()
         }
         print(
-            f"RANet {'tiny' if args.tiny else 'cifar10'}, CPU, {args.threads} threads, median "
-            f"of {args.repeats} after {args.warmup} warm-up runs [min-max]"
+            f"RANet {'tiny' if args.tiny else 'cifar10'}, {args.threads} threads, median of "
+            f"{args.repeats} after {args.warmup:g} s of warm-up [min-max]; {cpu_description()}"
         )
         for batch in batches:
             x = torch.randn(batch, 3, 32, 32)
@@ -96,22 +82,27 @@ def main() -> None:
             for name, policy in policies.items():
                 session = sessions[name]
                 with torch.inference_mode():
-                    plain = timings(
+                    plain = measure(
                         lambda p=policy, x=x: adanet.early_exit(model, x, p, costs=costs),
-                        args.warmup,
                         args.repeats,
+                        min_warmup_seconds=args.warmup,
                     )
-                    fast = timings(
+                    fast = measure(
                         lambda p=policy, x=x: adanet.early_exit(optimized, x, p, costs=costs),
-                        args.warmup,
                         args.repeats,
+                        min_warmup_seconds=args.warmup,
                     )
-                ort = timings(lambda s=session, i=images: s.run(i), args.warmup, args.repeats)
+                ort = measure(
+                    lambda s=session, i=images: s.run(i),
+                    args.repeats,
+                    min_warmup_seconds=args.warmup,
+                )
                 share = float(session.run(images)["cost"].mean()) / costs[-1]
                 print(
                     f"batch {batch:>3}, {name:<13} (MACs {share:5.1%}): "
                     f"{show('eager', plain)}  {show('optimized', fast)}  {show('ORT', ort)}  "
-                    f"ORT/eager {ort[0] / plain[0]:.2f}  ORT/optimized {ort[0] / fast[0]:.2f}"
+                    f"ORT/eager {ort.median / plain.median:.2f}  "
+                    f"ORT/optimized {ort.median / fast.median:.2f}"
                 )
 
 
