@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..compat import reference_format_for
 from ..data import dataset_info
-from ..models import RANet, RANetConfig
-from ..models import ranet_config as _ranet_config
 from ..protocol import EarlyExitNetwork
 from .errors import CLIError
 
@@ -58,26 +57,24 @@ class Architecture:
         return {**self.reference_names, **self.extra_options}
 
 
-def _architectures() -> dict[str, Architecture]:
-    """Architecture name (lower case) → how to build it."""
-    from ..models import msdnet, msdnet_config
+# adanet's own architecture flags beyond the originals' (theirs could not turn bnAfter off).
+_EXTRA_OPTIONS: dict[str, dict[str, str]] = {"RANet": {"bnAfter": "bn_after"}}
 
-    return {
-        "ranet": Architecture(
-            "RANet",
-            RANetConfig,
-            RANet,
-            _ranet_config.REFERENCE_OPTION_NAMES,
-            {"bnAfter": "bn_after"},
-        ),
-        "msdnet": Architecture(
-            "msdnet",
-            msdnet_config.MSDNetConfig,
-            msdnet.MSDNet,
-            msdnet_config.REFERENCE_OPTION_NAMES,
-            {},
-        ),
-    }
+
+def _architectures() -> dict[str, Architecture]:
+    """Architecture name (lower case) → how to build it, from the originals' formats
+    registered in :mod:`adanet.compat` (the one table of their option names)."""
+    table: dict[str, Architecture] = {}
+    for name in ("RANet", "msdnet"):
+        fmt = reference_format_for(name)
+        table[name.lower()] = Architecture(
+            fmt.arch,
+            fmt.config_cls,
+            fmt.model_cls,
+            fmt.option_names,
+            _EXTRA_OPTIONS.get(fmt.arch, {}),
+        )
+    return table
 
 
 def architecture(name: str) -> Architecture:
