@@ -168,3 +168,17 @@ def test_running_a_module_again_replaces_its_own_registration() -> None:
     assert registry.entry("net") is second["net"]
     with pytest.raises(ValueError, match="already registered"):
         registry.register("net", _Tiny)
+
+
+def test_one_file_loaded_under_two_module_names_registers_once() -> None:
+    """A script run twice or loaded by path under another name replaces its own entry (it
+    used to be refused as a different function, depending on which test loaded it first)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "custom_network.py"
+    for name in ("adanet_example_once", "adanet_example_twice"):
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    assert "tiny_multiscale" in adanet.list_models()

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from adanet import EarlyExitPolicy, RANet, RANetConfig
 from adanet.cli import evaluate_run
+from adanet.cli.policy_runs import PolicyOptions
 from adanet.data import DataLoaders
 from adanet.plots import wilson_interval
 from adanet.report import (
@@ -144,7 +145,7 @@ def test_write_run_report_completes_the_run_folder(
     loaders = DataLoaders(train=loader, val=loader, test=loader)
     metrics = evaluate_run(
         model, loaders, (3, 32, 32), tmp_path, info={"arch": "RANet"}, say=lambda *a, **k: None,
-        ps=[0.5, 1.0, 2.0],
+        options=PolicyOptions(budget_stride=13),
     )  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps({"config": {"num_blocks": 1}}))
     lines: list[str] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import inspect
 import os
 import re
 from collections.abc import Callable
@@ -98,9 +99,18 @@ class ModelRegistry:
 
 
 def _origin(entry: EntryPoint) -> tuple[str, str] | None:
-    # Where an entry point is defined; None for objects without a module and name (partials).
-    module, qualname = getattr(entry, "__module__", None), getattr(entry, "__qualname__", None)
-    return (module, qualname) if module and qualname else None
+    # Where an entry point is defined: its source file and qualified name, so one file loaded
+    # under two module names (a script run twice, importlib by path) is the same entry. None
+    # for objects without a name (partials), which can never replace a registration.
+    qualname = getattr(entry, "__qualname__", None)
+    if not qualname:
+        return None
+    where: str | None
+    try:
+        where = os.path.realpath(inspect.getfile(entry))
+    except (TypeError, OSError):
+        where = getattr(entry, "__module__", None)
+    return (where, qualname) if where else None
 
 
 #: The registry :func:`create_model`, :func:`list_models` and :func:`register_model` use.
