@@ -89,7 +89,7 @@ def test_runner_matches_eager_early_exit(
     torch.manual_seed(2)
     x = torch.randn(24, 3, 32, 32)
     if measure == "patience":
-        policy = EarlyExitPolicy.with_patience(2, model.num_exits)
+        policy = adanet.PatienceExitPolicy(2, model.num_exits)
     else:
         policy = _calibrated(model, x, measure)
     ours = runner(x, policy)

@@ -17,14 +17,14 @@ from torch import nn
 import adanet
 from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, PretrainedCfg, RANet, RANetConfig
 from adanet.data import CIFAR10_MEAN, CIFAR10_STD
+from adanet.hub import EarlyExitHubModel
 from adanet.pretrained import (
-    EarlyExitHubModel,
     PretrainedError,
     PretrainedInfo,
-    export_run,
     load_pretrained,
     save_pretrained,
 )
+from adanet.run_export import export_run
 
 PREP = PretrainedCfg(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
 

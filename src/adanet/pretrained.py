@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -46,15 +45,13 @@ from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from .patience import PatienceExitPolicy
 from .policy import EarlyExitPolicy
 from .policy_io import policy_from_dict
-from .pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
+from .pretrained_cfg import PretrainedCfg
 from .protocol import EarlyExitNetwork
 
 __all__ = [
     "FORMAT_VERSION",
-    "EarlyExitHubModel",
     "PretrainedError",
     "PretrainedInfo",
-    "export_run",
     "load_pretrained",
     "save_pretrained",
 ]
@@ -81,16 +78,6 @@ def _architectures() -> dict[str, tuple[Any, Any]]:
 
 
 # ------------------------------------------------------------------ what travels with a model
-
-
-def _floats(name: str, values: Any) -> tuple[float, ...]:
-    try:
-        result = tuple(float(v) for v in values)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
-    if not result or not all(math.isfinite(v) for v in result):
-        raise ValueError(f"{name} must be a non-empty sequence of finite numbers, got {values!r}")
-    return result
 
 
 def _input_size(value: Any) -> tuple[int, int, int]:
@@ -442,248 +429,3 @@ def load_pretrained(directory: str | os.PathLike[str]) -> EarlyExitNetwork:
     if info.preprocessing is not None:
         model.pretrained_cfg = info.preprocessing
     return model
-
-
-# ------------------------------------------------------------------ Hugging Face Hub conventions
-
-
-class EarlyExitHubModel:
-    """A model with its policy and preprocessing, with ``ModelHubMixin``'s entry points.
-
-    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` take the arguments of
-    ``huggingface_hub.ModelHubMixin``'s methods of the same names. Local directories need
-    nothing beyond adanet; a Hub repository id needs the ``hub`` extra.
-
-    Args:
-        model: A RANet or MSDNet.
-        policy: The calibrated policy.
-        preprocessing: Mean, std and input size.
-
-    Attributes:
-        model: The network (eval mode after :meth:`from_pretrained`).
-        policy: The policy, or ``None``.
-        preprocessing: The preprocessing, or ``None``.
-    """
-
-    def __init__(
-        self,
-        model: EarlyExitNetwork,
-        policy: EarlyExitPolicy | PatienceExitPolicy | None = None,
-        preprocessing: PretrainedCfg | Mapping[str, Any] | None = None,
-    ) -> None:
-        self.model = model
-        self.policy = policy
-        self.preprocessing = _as_preprocessing(preprocessing)
-
-    def save_pretrained(
-        self,
-        save_directory: str | os.PathLike[str],
-        *,
-        repo_id: str | None = None,
-        push_to_hub: bool = False,
-        **push_to_hub_kwargs: Any,
-    ) -> str | None:
-        """Write the model directory; optionally push it to the Hub.
-
-        Returns:
-            The commit URL when pushed, else ``None``.
-        """
-        save_pretrained(self.model, save_directory, self.policy, self.preprocessing)
-        if push_to_hub:
-            if repo_id is None:
-                repo_id = Path(save_directory).name
-            return self._upload(Path(save_directory), repo_id, **push_to_hub_kwargs)
-        return None
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | os.PathLike[str],
-        *,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        cache_dir: str | os.PathLike[str] | None = None,
-        local_files_only: bool = False,
-        revision: str | None = None,
-    ) -> EarlyExitHubModel:
-        """Load from a local directory, or download a Hub repository first.
-
-        Raises:
-            ImportError: A repository id without the ``hub`` extra.
-        """
-        path = Path(pretrained_model_name_or_path)
-        if not path.is_dir():
-            try:
-                from huggingface_hub import snapshot_download
-            except ImportError:
-                raise ImportError(
-                    f"{str(pretrained_model_name_or_path)!r} is not a local directory; "
-                    f"downloading from the Hugging Face Hub needs the 'hub' extra: {_HUB_HINT}"
-                ) from None
-            path = Path(
-                snapshot_download(
-                    repo_id=str(pretrained_model_name_or_path),
-                    revision=revision,
-                    cache_dir=None if cache_dir is None else str(cache_dir),
-                    force_download=force_download,
-                    token=token,
-                    local_files_only=local_files_only,
-                )
-            )
-        model = load_pretrained(path)
-        info: PretrainedInfo = model.pretrained  # type: ignore[assignment]
-        return cls(model, info.policy, info.preprocessing)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Push model using huggingface_hub.",
-        private: bool | None = None,
-        token: str | None = None,
-        branch: str | None = None,
-        create_pr: bool | None = None,
-    ) -> str:
-        """Save into a temporary directory and upload it to the Hub repository ``repo_id``.
-
-        Returns:
-            The commit URL.
-
-        Raises:
-            ImportError: Without the ``hub`` extra.
-        """
-        with tempfile.TemporaryDirectory() as temporary:
-            save_pretrained(self.model, temporary, self.policy, self.preprocessing)
-            return self._upload(
-                Path(temporary),
-                repo_id,
-                commit_message=commit_message,
-                private=private,
-                token=token,
-                branch=branch,
-                create_pr=create_pr,
-            )
-
-    @staticmethod
-    def _upload(
-        folder: Path,
-        repo_id: str,
-        *,
-        commit_message: str = "Push model using huggingface_hub.",
-        private: bool | None = None,
-        token: str | None = None,
-        branch: str | None = None,
-        create_pr: bool | None = None,
-    ) -> str:
-        try:
-            from huggingface_hub import HfApi
-        except ImportError:
-            raise ImportError(
-                f"pushing to the Hugging Face Hub needs the 'hub' extra: {_HUB_HINT}"
-            ) from None
-        api = HfApi(token=token)
-        repo = api.create_repo(repo_id=repo_id, private=private, exist_ok=True)
-        commit = api.upload_folder(
-            repo_id=getattr(repo, "repo_id", repo_id),
-            folder_path=folder,
-            commit_message=commit_message,
-            revision=branch,
-            create_pr=create_pr,
-        )
-        return str(commit)
-
-
-# ------------------------------------------------------------------ from a training run
-
-
-def _run_preprocessing(data: str, seed: int, use_valid: bool) -> PretrainedCfg:
-    from .data import build_datasets, dataset_info
-
-    try:
-        info = dataset_info(data)
-    except ValueError as error:
-        raise PretrainedError(f"{error} (in the run's config.json)") from None
-    known = {"cifar10": CIFAR10_CFG, "cifar100": CIFAR100_CFG, "imagenet": IMAGENET_CFG}
-    if info.name.lower() in known:  # fixed constants: no need for the data folder
-        return known[info.name.lower()]
-    # adanet's own datasets normalise with statistics of the run's own training split.
-    splits = build_datasets(info.name, None, use_valid=use_valid, seed=seed)
-    if splits.preprocessing is None:  # pragma: no cover - every builder sets it
-        raise PretrainedError(f"cannot recover the normalisation of dataset {data!r}")
-    return splits.preprocessing
-
-
-def _run_policy(save: Path, p: float) -> EarlyExitPolicy | None:
-    path = save / "policies.json"
-    if not path.is_file():
-        return None
-    record = _read_json(path)
-    entries = record.get("policies") if isinstance(record, Mapping) else None
-    if not entries:
-        return None
-    best = min(entries, key=lambda entry: abs(float(entry["p"]) - p))
-    return EarlyExitPolicy.from_dict(best["policy"])
-
-
-def export_run(
-    save_dir: str | os.PathLike[str],
-    to_dir: str | os.PathLike[str],
-    onnx: bool = False,
-    *,
-    p: float = 1.0,
-) -> Path:
-    """Turn a folder written by ``adanet train`` (and evaluated) into a model directory.
-
-    Reads ``config.json`` (architecture, config, dataset, seed), the weights of
-    ``model_best.pt`` (else ``checkpoint_last.pt``), and from ``policies.json`` the budgeted
-    policy whose ``p`` is nearest to ``p`` (``p = 1`` aims at equal shares at every exit; none
-    when the run was not evaluated). The preprocessing is the dataset's normalisation.
-
-    Args:
-        save_dir: The run folder (``adanet train --save``).
-        to_dir: The model directory to write.
-        onnx: Also write the ONNX stages, manifest and ``early_exit_session.py`` into
-            ``to_dir/onnx`` (needs the ``onnx`` extra).
-        p: Which budgeted policy to keep (nearest ``p`` of the run's sweep).
-
-    Returns:
-        ``to_dir``.
-
-    Raises:
-        FileNotFoundError: No run folder, config or checkpoint.
-        PretrainedError: An unreadable run.
-    """
-    save = Path(save_dir)
-    config_path = save / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{save} is not an adanet run folder: no config.json")
-    run = _read_json(config_path)
-    if not isinstance(run, Mapping) or "arch" not in run or "config" not in run:
-        raise PretrainedError(f"{config_path} lacks 'arch' or 'config'")
-    table = {name.lower(): entry for name, entry in _architectures().items()}
-    arch = str(run["arch"]).lower()
-    if arch not in table:
-        raise PretrainedError(f"{config_path} names an unknown architecture {run['arch']!r}")
-    config_cls, model_cls = table[arch]
-    model: EarlyExitNetwork = model_cls(config_cls.from_dict(run["config"]))
-    for name in ("model_best.pt", "checkpoint_last.pt"):
-        if (save / name).is_file():
-            weights = save / name
-            break
-    else:
-        raise FileNotFoundError(f"{save} holds neither model_best.pt nor checkpoint_last.pt")
-    try:
-        model.load_state_dict(read_state_dict(weights), strict=True)
-    except (CheckpointError, RuntimeError) as error:
-        raise PretrainedError(f"cannot load {weights}: {str(error)[:300]}") from None
-    model.eval()
-    prep = _run_preprocessing(
-        str(run.get("data", "cifar10")), int(run.get("seed", 0)), bool(run.get("use_valid", False))
-    )
-    policy = _run_policy(save, p)
-    target = save_pretrained(model, to_dir, policy, prep)
-    if onnx:
-        from .onnx import export_onnx
-
-        export_onnx(model, target / "onnx", prep.input_size, policy, preprocessing=prep)
-    return target

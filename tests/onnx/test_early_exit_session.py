@@ -90,7 +90,7 @@ def test_measures_match_eager(exported: Any, macs: list[float], measure: str) ->
     model = exported.model
     x = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     if measure == "patience":
-        policy = EarlyExitPolicy.with_patience(2, 3)
+        policy = adanet.PatienceExitPolicy(2, 3)
     else:
         other = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(4))
         with torch.no_grad():
@@ -199,7 +199,8 @@ def test_digits_run_exported_and_served_without_torch(
 ) -> None:
     pytest.importorskip("sklearn", reason="the digits dataset needs scikit-learn")
     from adanet.data import digits_datasets
-    from adanet.pretrained import export_run, load_pretrained
+    from adanet.pretrained import load_pretrained
+    from adanet.run_export import export_run
 
     # A run folder as `adanet train --data digits` leaves it (weights, config, policies).
     model = make_small_ranet()

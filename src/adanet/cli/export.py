@@ -60,7 +60,8 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
         CLIError: No run folder, checkpoint or config; an unreadable run; a non-empty
             ``--to`` without ``--overwrite``; ``--onnx`` without the ``onnx`` extra.
     """
-    from ..pretrained import PretrainedError, export_run
+    from ..pretrained import PretrainedError
+    from ..run_export import export_run
 
     if not ctx.is_main:
         return 0

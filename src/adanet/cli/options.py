@@ -10,8 +10,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from ..compat.args import parse_dash_list
 from ..data import DATASET_NAMES
-from ..reference_args import parse_dash_list
 
 __all__ = [
     "dash_list",
