@@ -15,6 +15,7 @@ time over every case of that network in the reference directory: the published o
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -117,3 +118,15 @@ def _one_thread_per_worker() -> None:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """One intra-op thread for the test (small nets run faster so, and far faster on a busy
+    CPU); the previous count is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,15 +35,8 @@ BATCH = 24
 EarlyExitFunction = Callable[..., EarlyExitResult]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """Small nets: one intra-op thread is faster, and far faster on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _load_custom_network_example() -> ModuleType:

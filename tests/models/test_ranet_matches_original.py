@@ -11,7 +11,6 @@ the checkpoint and must reproduce all of it.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,8 @@ from torch import nn
 
 import adanet
 
-
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    """These nets are small: one intra-op thread is faster, and far faster on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+# These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _load_case(stem: Path) -> tuple[adanet.RANet, dict[str, Any]]:
