@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "ExitPolicy",
     "LogitsInput",
+    "check_batch_size",
     "check_policy",
     "check_policy_fits",
     "policy_exits",
@@ -127,6 +128,17 @@ def _hw(size: object) -> tuple[int, ...] | None:
         return (size, size)
     values = tuple(int(v) for v in size)  # type: ignore[attr-defined]
     return values[-2:]
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` for a policy's ``initial_state``: an int >= 0.
+
+    Raises:
+        ValueError: Anything else (a bool, a float, a negative number).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+        raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
+    return batch_size
 
 
 def stack_logits(logits: LogitsInput, name: str = "logits") -> Tensor:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .exit_policy import LogitsInput, stack_logits
+from .exit_policy import LogitsInput, check_batch_size, stack_logits
 
 __all__ = ["PatienceExitPolicy"]
 
@@ -111,8 +111,7 @@ class PatienceExitPolicy:
         Raises:
             ValueError: If ``batch_size`` is negative.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
+        check_batch_size(batch_size)
         return {
             # -1 never equals a class index, so the first exit starts a streak of 1.
             "prev_pred": torch.full((batch_size,), -1, dtype=torch.long, device=device),

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .confidence import MEASURES, check_measure, exit_confidences
-from .exit_policy import LogitsInput, stack_logits
+from .exit_policy import LogitsInput, check_batch_size, stack_logits
 from .policy_fields import (
     check_context,
     check_temperatures,
@@ -269,8 +269,7 @@ class EarlyExitPolicy:
         Raises:
             ValueError: If ``batch_size`` is negative.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-            raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
+        check_batch_size(batch_size)
         return {}
 
     def step(
