@@ -35,6 +35,7 @@ __all__ = [
     "check_batch_size",
     "check_policy",
     "check_policy_fits",
+    "check_step_args",
     "policy_exits",
     "stack_logits",
 ]
@@ -139,6 +140,24 @@ def check_batch_size(batch_size: object) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
         raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
     return batch_size
+
+
+def check_step_args(exit_index: object, logits: object, num_exits: int) -> None:
+    """The arguments of a policy's ``step``: an exit index in range and one exit's logits.
+
+    Raises:
+        ValueError: A non-int or out-of-range ``exit_index``, or logits that are not a
+            ``[samples, classes]`` tensor.
+    """
+    if isinstance(exit_index, bool) or not isinstance(exit_index, int):
+        raise ValueError(f"exit_index must be an int, got {exit_index!r}")
+    if not 0 <= exit_index < num_exits:
+        raise ValueError(
+            f"exit_index {exit_index} is out of range for a policy with {num_exits} exits"
+        )
+    if not isinstance(logits, Tensor) or logits.ndim != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"step() takes one exit's logits of shape [samples, classes], got {shape}")
 
 
 def stack_logits(logits: LogitsInput, name: str = "logits") -> Tensor:

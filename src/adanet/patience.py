@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .exit_policy import LogitsInput, check_batch_size, stack_logits
+from .exit_policy import LogitsInput, check_batch_size, check_step_args, stack_logits
 
 __all__ = ["PatienceExitPolicy"]
 
@@ -127,17 +127,7 @@ class PatienceExitPolicy:
             ValueError: On an out-of-range exit index, logits that are not 2-D, or a state that
                 does not come from :meth:`initial_state` or is not indexed to these samples.
         """
-        if isinstance(exit_index, bool) or not isinstance(exit_index, int):
-            raise ValueError(f"exit_index must be an int, got {exit_index!r}")
-        if not 0 <= exit_index < self._num_exits:
-            raise ValueError(
-                f"exit_index {exit_index} is out of range for a policy with {self._num_exits} exits"
-            )
-        if not isinstance(logits, Tensor) or logits.ndim != 2:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ValueError(
-                f"step() takes one exit's logits of shape [samples, classes], got {shape}"
-            )
+        check_step_args(exit_index, logits, self._num_exits)
         self._check_classes(logits.shape[1])
         missing = set(_STATE_KEYS) - set(state)
         if missing:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .confidence import MEASURES, check_measure, exit_confidences
-from .exit_policy import LogitsInput, check_batch_size, stack_logits
+from .exit_policy import LogitsInput, check_batch_size, check_step_args, stack_logits
 from .policy_fields import (
     check_context,
     check_temperatures,
@@ -290,17 +290,7 @@ class EarlyExitPolicy:
             ValueError: On an out-of-range exit index, logits that are not 2-D or whose number
                 of classes differs from the recorded one.
         """
-        if isinstance(exit_index, bool) or not isinstance(exit_index, int):
-            raise ValueError(f"exit_index must be an int, got {exit_index!r}")
-        if not 0 <= exit_index < self.num_exits:
-            raise ValueError(
-                f"exit_index {exit_index} is out of range for a policy with {self.num_exits} exits"
-            )
-        if not isinstance(logits, Tensor) or logits.ndim != 2:
-            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-            raise ValueError(
-                f"step() takes one exit's logits of shape [samples, classes], got {shape}"
-            )
+        check_step_args(exit_index, logits, self.num_exits)
         if self.num_classes is not None and logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"the policy was calibrated for {self.num_classes} classes but the logits have "
