@@ -15,11 +15,8 @@ and then picks each sample's row gives the same results but fails the check.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -28,6 +25,7 @@ from torch import Tensor, nn
 
 import adanet
 from adanet import EarlyExitNetwork, EarlyExitPolicy, EarlyExitResult
+from conftest import load_example
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 24
@@ -37,18 +35,6 @@ EarlyExitFunction = Callable[..., EarlyExitResult]
 
 # These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-def _load_custom_network_example() -> ModuleType:
-    name = "adanet_example_custom_network_for_work_test"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / "custom_network.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _randomise_norms(model: nn.Module) -> None:
@@ -87,7 +73,7 @@ def _small_msdnet() -> tuple[EarlyExitNetwork, list[str], int]:
 
 
 def _custom_network() -> tuple[EarlyExitNetwork, list[str], int]:
-    model: EarlyExitNetwork = _load_custom_network_example().TinyMultiScaleNet(num_classes=10)
+    model: EarlyExitNetwork = load_example("custom_network").TinyMultiScaleNet(num_classes=10)
     parts = ["stem", "coarse.blocks.0", "coarse.blocks.1", "fine.blocks.0", "fine.blocks.1"]
     parts += [f"exits.{k}" for k in range(4)]
     return model, parts, 32

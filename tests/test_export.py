@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,17 +13,7 @@ from torch import Tensor, nn
 import adanet
 from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, RANet, RANetConfig
 from adanet.export import ExportedEarlyExit, StageExportError, export_stages, state_signature
-
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_network.py"
-
-
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("adanet_example_custom_network", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_example
 
 
 def _build(name: str) -> adanet.EarlyExitNetwork:
@@ -49,7 +35,7 @@ def _build(name: str) -> adanet.EarlyExitNetwork:
             )
         )
     else:
-        model = _load_example().TinyMultiScaleNet(num_classes=10, in_channels=3)
+        model = load_example("custom_network").TinyMultiScaleNet(num_classes=10, in_channels=3)
     # Non-trivial BatchNorm statistics, so a stage that used batch statistics would differ.
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):

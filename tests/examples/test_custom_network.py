@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import re
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -18,22 +15,14 @@ from torch.utils.data import DataLoader, Subset
 import adanet
 from adanet.data import digits_datasets
 from adanet.losses import MultiExitLoss
+from conftest import load_example
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "custom_network.py"
 HOW_TO = REPO / "docs" / "how-to" / "custom-network.md"
 
 
-def _load_example() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("adanet_example_custom_network", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load_example()
+example = load_example("custom_network")
 
 
 @pytest.fixture(autouse=True)

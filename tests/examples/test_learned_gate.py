@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 import torch
 
 import adanet
+from conftest import load_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "learned_gate.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("adanet_example_learned_gate", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-example = _load()
+example = load_example("learned_gate")
 
 
 def test_gate_runs_through_early_exit_with_its_own_decisions() -> None:
