@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ._device import module_device
 from .compat.reference_costs import kernel_area, reference_cost_rule
+from .dense_buffers import plain_dense_blocks
 from .protocol import EarlyExitNetwork
 
 __all__ = ["Convention", "ExitCost", "measure_exit_costs"]
@@ -237,7 +238,7 @@ def _run_counted(
     costs: list[ExitCost] = []
     try:
         counter = FlopCounterMode(display=False, custom_mapping=mapping)
-        with torch.no_grad(), counter:
+        with torch.no_grad(), counter, plain_dense_blocks():
             state = model.begin(x)
             for k in range(model.num_exits):
                 feature, state = model.advance(state, k)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .dense_buffers import use_dense_buffers
 from .protocol import EarlyExitNetwork
 
 __all__ = ["compile_for_early_exit", "optimize_for_inference"]
@@ -39,7 +40,10 @@ def _fold(module: nn.Module) -> None:
 
 
 def optimize_for_inference(
-    model: Network, *, memory_format: torch.memory_format = torch.channels_last
+    model: Network,
+    *,
+    memory_format: torch.memory_format = torch.channels_last,
+    dense_buffers: bool = True,
 ) -> Network:
     """Return an equivalent copy of ``model`` for evaluation.
 
@@ -51,12 +55,20 @@ def optimize_for_inference(
     :func:`adanet.measure_exit_costs` work on it (the latter counts no normalisation for it:
     the folded model really does less). The original model is not modified.
 
+    With ``dense_buffers`` (the default), RANet's and MSDNet's dense blocks write their
+    features into one preallocated buffer per block instead of concatenating them layer by
+    layer (see :mod:`adanet.dense_buffers`); the blocks' features then travel as
+    :class:`~adanet.dense_buffers.PrefixFeatures`, and early exit's compaction selects the
+    rows of each buffer once.
+
     Args:
         model: The trained network.
         memory_format: Memory format of the conv weights. Channels-last (the default) is
             what makes the copy fast: measured on a 2-core CPU for the RANet CIFAR-10
             configuration, folding alone gains nothing and channels-last alone loses 8%
             (its BatchNorms are slower), together they run 1.7–2x faster.
+        dense_buffers: Write dense features into preallocated buffers (no ``torch.cat``
+            copies of the growing feature maps). Off, the blocks run their own ``forward``.
 
     Returns:
         The optimized copy.
@@ -68,7 +80,10 @@ def optimize_for_inference(
     optimized = copy.deepcopy(model).eval()
     _fold(optimized)
     optimized.requires_grad_(False)
-    return optimized.to(memory_format=memory_format)
+    optimized = optimized.to(memory_format=memory_format)
+    if dense_buffers:
+        use_dense_buffers(optimized)
+    return optimized
 
 
 def _outermost_called_modules(model: nn.Module, example: Tensor) -> list[nn.Module]:
