@@ -1,0 +1,206 @@
+"""Memory-efficient training by shared-storage recomputation (Pleiss et al., 2017).
+
+A dense layer's convolutions read the concatenation of every earlier layer's new channels,
+and (pre-activation) its norm-and-activation. Autograd would keep that concatenation, and
+the normalised copy of it, alive for backward: per layer, a tensor as wide as the whole
+block so far, which makes the activation memory of a dense block quadratic in its depth.
+Following "Memory-Efficient Implementation of DenseNets" (G. Pleiss, D. Chen, G. Huang,
+T. Li, L. van der Maaten, K. Q. Weinberger, 2017, arXiv:1707.06990), backward here
+recomputes only the cheap parts: the concatenation and the norm → activation between two
+convolutions. It never recomputes a convolution, unlike ``torch.utils.checkpoint`` over the
+whole bottleneck, which roughly doubles the convolution work of a step.
+
+The unit of recomputation is :class:`_PreparedConv`: ``conv(prepare(*inputs))`` where
+``prepare`` is ``cat`` followed by the norm and activation layers that precede ``conv`` in the
+block. It saves its inputs (the pieces, which the block keeps anyway as its features), not
+their concatenation or its normalised copy; backward rebuilds ``prepare(*inputs)`` once,
+runs the convolution's backward on it (``aten.convolution_backward``, as autograd does) and
+back-propagates through the rebuilt ``prepare``.
+
+BatchNorm layers inside ``prepare`` update their running statistics in the forward only:
+their buffers are restored after the recomputation, so each step updates them once, and the
+batch statistics of the recomputation are those of the forward (same input, same kernel).
+
+Features whose pieces are known travel either as lists of tensors (RANet's
+:class:`~adanet.blocks.ScaleBlock`), or as a tensor that remembers the pieces it was
+concatenated from (:func:`concat_remembering`; MSDNet's layers pass tensors between
+modules).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "concat_remembering",
+    "efficient_training",
+    "pieces_of",
+    "run_from_pieces",
+]
+
+# The attribute under which concat_remembering stores (version at creation, pieces).
+_PIECES_ATTRIBUTE = "_adanet_pieces"
+
+
+def efficient_training(memory_efficient: bool, module: nn.Module) -> bool:
+    """Whether ``module`` should take the memory-efficient path now: asked for, training, and
+    building a graph (eval and ``no_grad`` run the plain path)."""
+    return memory_efficient and module.training and torch.is_grad_enabled()
+
+
+def concat_remembering(pieces: Sequence[Tensor]) -> Tensor:
+    """``torch.cat(pieces, dim=1)``, remembering ``pieces`` so that a memory-efficient
+    consumer (:func:`pieces_of`) saves the pieces for backward instead of this copy.
+
+    The concatenation itself is then held by nobody once its consumers have run, so it is
+    freed: only the pieces, each layer's new channels, stay alive.
+    """
+    out = torch.cat(list(pieces), dim=1)
+    setattr(out, _PIECES_ATTRIBUTE, (out._version, list(pieces)))
+    return out
+
+
+def pieces_of(x: Tensor) -> list[Tensor]:
+    """The pieces ``x`` was concatenated from by :func:`concat_remembering`, or ``[x]``.
+
+    A tensor modified in place since its concatenation (its version changed) no longer
+    equals its pieces, so it is returned whole.
+    """
+    remembered: tuple[int, list[Tensor]] | None = getattr(x, _PIECES_ATTRIBUTE, None)
+    if remembered is None or remembered[0] != x._version:
+        return [x]
+    return remembered[1]
+
+
+@contextlib.contextmanager
+def _restoring_buffers(modules: Sequence[nn.Module]) -> Iterator[None]:
+    # The recomputation runs the norm layers a second time in training mode; restoring their
+    # buffers keeps BatchNorm's running statistics updated exactly once per step.
+    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+
+def _prepare(cheap: Sequence[nn.Module], inputs: Sequence[Tensor]) -> Tensor:
+    x = inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), dim=1)
+    if x is inputs[0] and cheap and getattr(cheap[0], "inplace", False):
+        x = x.clone()  # an in-place first layer must not overwrite a saved input
+    for module in cheap:
+        x = module(x)
+    return x
+
+
+class _PreparedConv(torch.autograd.Function):
+    """``conv(prepare(*inputs))`` saving ``inputs``, recomputing ``prepare`` in backward.
+
+    ``tensors`` are the ``num_inputs`` inputs, then the parameters of the ``cheap`` modules,
+    then the convolution's weight (and bias): passed in so that autograd returns their
+    gradients through this function.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        cheap: Sequence[nn.Module],
+        conv: nn.Conv2d,
+        num_inputs: int,
+        *tensors: Tensor,
+    ) -> Tensor:
+        inputs = tensors[:num_inputs]
+        # Autograd is off inside forward: neither the concatenation nor the normalised copy
+        # is kept, and the norm layers update their running statistics here, once.
+        prepared = _prepare(cheap, inputs)
+        out: Tensor = conv(prepared)
+        ctx.cheap = cheap
+        ctx.conv = conv
+        ctx.num_inputs = num_inputs
+        ctx.save_for_backward(*inputs)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        cheap: Sequence[nn.Module] = ctx.cheap
+        conv: nn.Conv2d = ctx.conv
+        cheap_params = [p for m in cheap for p in m.parameters()]
+        front = ctx.num_inputs + len(cheap_params)  # inputs and cheap parameters
+        needs: tuple[bool, ...] = ctx.needs_input_grad[3:]
+        inputs = [
+            t.detach().requires_grad_(need)
+            for t, need in zip(ctx.saved_tensors, needs, strict=False)
+        ]
+        has_bias = conv.bias is not None
+        grads: list[Tensor | None] = [None] * front
+        chosen = [i for i in range(front) if needs[i]]
+        # Buffers are restored only after back-propagating through the recomputation, whose
+        # graph holds them (BatchNorm saves its running statistics for backward).
+        with _restoring_buffers(cheap):
+            with torch.enable_grad():
+                prepared = _prepare(cheap, inputs)
+            grad_prepared, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_out,
+                prepared.detach(),
+                conv.weight,
+                [conv.out_channels] if has_bias else None,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                False,
+                [0] * len(conv.stride),
+                conv.groups,
+                [bool(chosen), needs[front], has_bias and needs[front + 1]],
+            )
+            if chosen:
+                sources = [*inputs, *cheap_params]
+                found = torch.autograd.grad(
+                    prepared, [sources[i] for i in chosen], grad_prepared, allow_unused=True
+                )
+                for i, grad in zip(chosen, found, strict=True):
+                    grads[i] = grad
+        tail = [grad_weight, grad_bias] if has_bias else [grad_weight]
+        return (None, None, None, *grads, *tail)
+
+
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    # A Sequential (a bottleneck, a Conv2dNormActivation) flattened into its layers.
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _leaves(child)]
+    return [module]
+
+
+def run_from_pieces(block: nn.Module, pieces: Sequence[Tensor]) -> Tensor:
+    """Run ``block`` (a conv / norm / activation ``Sequential``) on the concatenation of
+    ``pieces``, keeping for backward only the pieces and each convolution's output.
+
+    Every convolution becomes a :class:`_PreparedConv` whose ``prepare`` is the
+    concatenation (for the first) or nothing, followed by the norm and activation layers
+    between it and the previous convolution; the layers after the last convolution run as
+    usual. Pre-activation (norm → act → conv) and post-activation (conv → norm → act)
+    bottlenecks are both covered.
+
+    Returns:
+        ``block(torch.cat(pieces, dim=1))``, with the same value and gradients.
+    """
+    inputs = list(pieces)
+    cheap: list[nn.Module] = []
+    for layer in _leaves(block):
+        if isinstance(layer, nn.Conv2d) and isinstance(layer.padding, tuple):
+            params = [p for m in cheap for p in m.parameters()]
+            conv_params = [layer.weight] if layer.bias is None else [layer.weight, layer.bias]
+            out: Tensor = _PreparedConv.apply(
+                tuple(cheap), layer, len(inputs), *inputs, *params, *conv_params
+            )
+            inputs, cheap = [out], []
+        else:
+            cheap.append(layer)
+    return _prepare(cheap, inputs)
