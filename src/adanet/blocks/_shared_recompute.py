@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -78,11 +79,32 @@ def pieces_of(x: Tensor) -> list[Tensor]:
     return remembered[1]
 
 
+def _batch_statistics_norm(module: nn.Module) -> bool:
+    # A BatchNorm normalising with the batch's statistics: its recomputation can be the
+    # functional batch norm without running statistics, which leaves the buffers alone.
+    return isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+        module.training or module.running_mean is None
+    )
+
+
+def _recompute(module: nn.Module, x: Tensor) -> Tensor:
+    if _batch_statistics_norm(module):
+        norm = cast(nn.modules.batchnorm._BatchNorm, module)
+        return F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
+    out: Tensor = module(x)
+    return out
+
+
 @contextlib.contextmanager
 def _restoring_buffers(modules: Sequence[nn.Module]) -> Iterator[None]:
-    # The recomputation runs the norm layers a second time in training mode; restoring their
-    # buffers keeps BatchNorm's running statistics updated exactly once per step.
-    saved = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
+    # Other modules with state (a user's norm layer) run a second time in the recomputation;
+    # restoring their buffers keeps them updated exactly once per step.
+    saved = [
+        (b, b.detach().clone())
+        for m in modules
+        if not _batch_statistics_norm(m)
+        for b in m.buffers()
+    ]
     try:
         yield
     finally:
@@ -91,13 +113,35 @@ def _restoring_buffers(modules: Sequence[nn.Module]) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-def _prepare(cheap: Sequence[nn.Module], inputs: Sequence[Tensor]) -> Tensor:
+def _prepare(
+    cheap: Sequence[nn.Module], inputs: Sequence[Tensor], *, recomputing: bool = False
+) -> Tensor:
     x = inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), dim=1)
     if x is inputs[0] and cheap and getattr(cheap[0], "inplace", False):
         x = x.clone()  # an in-place first layer must not overwrite a saved input
     for module in cheap:
-        x = module(x)
+        x = _recompute(module, x) if recomputing else module(x)
     return x
+
+
+def _conv_backward(
+    conv: nn.Conv2d, grad_out: Tensor, prepared: Tensor, mask: list[bool]
+) -> tuple[Tensor, Tensor, Tensor]:
+    # The gradients autograd's own convolution node would compute, from the same kernel.
+    grads: tuple[Tensor, Tensor, Tensor] = torch.ops.aten.convolution_backward(
+        grad_out,
+        prepared,
+        conv.weight,
+        None if conv.bias is None else [conv.out_channels],
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        False,
+        [0] * len(conv.stride),
+        conv.groups,
+        mask,
+    )
+    return grads
 
 
 class _PreparedConv(torch.autograd.Function):
@@ -142,31 +186,33 @@ class _PreparedConv(torch.autograd.Function):
         has_bias = conv.bias is not None
         grads: list[Tensor | None] = [None] * front
         chosen = [i for i in range(front) if needs[i]]
-        # Buffers are restored only after back-propagating through the recomputation, whose
-        # graph holds them (BatchNorm saves its running statistics for backward).
-        with _restoring_buffers(cheap):
-            with torch.enable_grad():
-                prepared = _prepare(cheap, inputs)
-            grad_prepared, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad_out,
-                prepared.detach(),
-                conv.weight,
-                [conv.out_channels] if has_bias else None,
-                conv.stride,
-                conv.padding,
-                conv.dilation,
-                False,
-                [0] * len(conv.stride),
-                conv.groups,
-                [bool(chosen), needs[front], has_bias and needs[front + 1]],
-            )
+        mask = [bool(chosen), needs[front], has_bias and needs[front + 1]]
+        if not cheap:
+            # Only a concatenation to undo: its gradient is a split, no graph needed.
+            prepared = _prepare(cheap, ctx.saved_tensors)
+            grad_prepared, grad_weight, grad_bias = _conv_backward(conv, grad_out, prepared, mask)
             if chosen:
-                sources = [*inputs, *cheap_params]
-                found = torch.autograd.grad(
-                    prepared, [sources[i] for i in chosen], grad_prepared, allow_unused=True
+                start = 0
+                for i, piece in enumerate(inputs):
+                    if needs[i]:
+                        grads[i] = grad_prepared.narrow(1, start, piece.shape[1])
+                    start += piece.shape[1]
+        else:
+            # Buffers are restored only after back-propagating through the recomputation,
+            # whose graph may hold them.
+            with _restoring_buffers(cheap):
+                with torch.enable_grad():
+                    prepared = _prepare(cheap, inputs, recomputing=True)
+                grad_prepared, grad_weight, grad_bias = _conv_backward(
+                    conv, grad_out, prepared.detach(), mask
                 )
-                for i, grad in zip(chosen, found, strict=True):
-                    grads[i] = grad
+                if chosen:
+                    sources = [*inputs, *cheap_params]
+                    found = torch.autograd.grad(
+                        prepared, [sources[i] for i in chosen], grad_prepared, allow_unused=True
+                    )
+                    for i, grad in zip(chosen, found, strict=True):
+                        grads[i] = grad
         tail = [grad_weight, grad_bias] if has_bias else [grad_weight]
         return (None, None, None, *grads, *tail)
 
