@@ -177,12 +177,12 @@ def test_ranet_saves_at_most_half_the_bytes_for_backward(bn_after: bool) -> None
     assert efficient <= 0.5 * plain, (efficient, plain)
 
 
-def test_msdnet_saves_fewer_bytes_for_backward() -> None:
+def test_msdnet_saves_at_most_half_the_bytes_for_backward() -> None:
     config = MSDNetConfig.preset("cifar10_anytime")
     x = torch.randn(2, 3, 32, 32)
     plain = _saved_bytes(MSDNet(config).train(), x)
     efficient = _saved_bytes(MSDNet(dataclasses.replace(config, memory_efficient=True)).train(), x)
-    assert efficient <= 0.6 * plain, (efficient, plain)
+    assert efficient <= 0.5 * plain, (efficient, plain)
 
 
 @pytest.fixture
