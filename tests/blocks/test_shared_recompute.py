@@ -252,3 +252,21 @@ def test_a_tensor_changed_in_place_is_no_longer_its_pieces() -> None:
     assert pieces_of(joined) == [joined]
     plain = torch.randn(1, 2, 3, 3)
     assert pieces_of(plain) == [plain]
+
+
+def test_autocast_training_equals_the_default_within_bfloat16_precision() -> None:
+    # Backward recomputes under the forward's autocast state and casts like autocast's conv.
+    plain = RANet(SMALL_RANET).train()
+    efficient = RANet(dataclasses.replace(SMALL_RANET, memory_efficient=True)).train()
+    efficient.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    for model in (plain, efficient):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = _exit_loss(model, x)
+        loss.backward()
+    for (name, a), b in zip(plain.named_parameters(), efficient.parameters(), strict=True):
+        assert a.grad is not None and b.grad is not None, name
+        assert b.grad.dtype == a.grad.dtype == torch.float32, name
+        # bfloat16 keeps 8 bits: sums taken in another order differ by a few of its steps.
+        scale = float(a.grad.abs().max()) + 1e-3
+        torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0.05 * scale, msg=name)

@@ -128,10 +128,15 @@ def _conv_backward(
     conv: nn.Conv2d, grad_out: Tensor, prepared: Tensor, mask: list[bool]
 ) -> tuple[Tensor, Tensor, Tensor]:
     # The gradients autograd's own convolution node would compute, from the same kernel.
-    grads: tuple[Tensor, Tensor, Tensor] = torch.ops.aten.convolution_backward(
+    # Under autocast the forward convolution ran in grad_out's dtype on cast copies of its
+    # input and weight: the backward does the same, and returns each gradient in the dtype
+    # of what it is the gradient of, as autograd's cast nodes would.
+    dtype = grad_out.dtype
+    weight = conv.weight
+    grad_prepared, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
         grad_out,
-        prepared,
-        conv.weight,
+        prepared.to(dtype),
+        weight.to(dtype),
         None if conv.bias is None else [conv.out_channels],
         conv.stride,
         conv.padding,
@@ -141,7 +146,22 @@ def _conv_backward(
         conv.groups,
         mask,
     )
-    return grads
+    if dtype != weight.dtype:
+        grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
+        grad_bias = None if grad_bias is None else grad_bias.to(weight.dtype)
+    if grad_prepared is not None:
+        grad_prepared = grad_prepared.to(prepared.dtype)
+    return grad_prepared, grad_weight, grad_bias
+
+
+def _autocast_state(device_type: str) -> tuple[bool, torch.dtype]:
+    # torch >= 2.4 takes the device type; torch 2.3 has one function per device.
+    try:
+        return torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type)
+    except TypeError:  # pragma: no cover - torch 2.3
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled(), torch.get_autocast_cpu_dtype()
+        return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
 
 
 class _PreparedConv(torch.autograd.Function):
@@ -168,6 +188,9 @@ class _PreparedConv(torch.autograd.Function):
         ctx.cheap = cheap
         ctx.conv = conv
         ctx.num_inputs = num_inputs
+        # Backward recomputes under the same autocast state (as torch.amp.custom_bwd does).
+        ctx.device_type = inputs[0].device.type
+        ctx.autocast = _autocast_state(ctx.device_type)
         ctx.save_for_backward(*inputs)
         return out
 
@@ -200,8 +223,12 @@ class _PreparedConv(torch.autograd.Function):
         else:
             # Buffers are restored only after back-propagating through the recomputation,
             # whose graph may hold them.
+            enabled, dtype = ctx.autocast
             with _restoring_buffers(cheap):
-                with torch.enable_grad():
+                with (
+                    torch.enable_grad(),
+                    torch.autocast(ctx.device_type, dtype=dtype, enabled=enabled),
+                ):
                     prepared = _prepare(cheap, inputs, recomputing=True)
                 grad_prepared, grad_weight, grad_bias = _conv_backward(
                     conv, grad_out, prepared.detach(), mask
