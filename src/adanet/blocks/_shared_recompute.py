@@ -133,7 +133,7 @@ def _conv_backward(
     # of what it is the gradient of, as autograd's cast nodes would.
     dtype = grad_out.dtype
     weight = conv.weight
-    grad_prepared, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+    grad_prepared, grad_weight, grad_bias = torch.ops.aten.convolution_backward.default(
         grad_out,
         prepared.to(dtype),
         weight.to(dtype),
