@@ -48,8 +48,10 @@ def _assert_same_training(
     assert reached > 0.5 * len(list(plain.parameters()))
     assert inputs[0].grad is not None and inputs[1].grad is not None
     torch.testing.assert_close(inputs[1].grad, inputs[0].grad, rtol=1e-4, atol=1e-4)
-    for (name, a), b in zip(plain.named_buffers(), efficient.named_buffers(), strict=True):
-        torch.testing.assert_close(b[1], a, rtol=1e-4, atol=1e-4, msg=name)
+    for (name, kept), (_, got) in zip(
+        plain.named_buffers(), efficient.named_buffers(), strict=True
+    ):
+        torch.testing.assert_close(got, kept, rtol=1e-4, atol=1e-4, msg=name)
 
 
 def _exit_loss(model: nn.Module, x: Tensor) -> Tensor:
@@ -99,9 +101,9 @@ def test_downsampling_fused_block_with_tail_equals_the_default(norm_first: bool)
         return nn.ModuleList([coarse, fine]).train()
 
     def loss(blocks: nn.Module, x: Tensor) -> Tensor:
-        coarse, fine = blocks  # type: ignore[misc]
-        _, features = coarse(x[:, :12, ::2, ::2])
-        out, _ = fine(x[:, 12:], features)
+        assert isinstance(blocks, nn.ModuleList)
+        _, features = blocks[0](x[:, :12, ::2, ::2])
+        out, _ = blocks[1](x[:, 12:], features)
         return _weighted_sum(out)
 
     _assert_same_training(pair(False), pair(True), torch.randn(2, 20, 8, 8), loss)
@@ -145,8 +147,8 @@ def test_run_from_pieces_equals_the_block_on_the_concatenation(
     for a, b in zip(block.parameters(), copied.parameters(), strict=True):
         assert a.grad is not None and b.grad is not None
         torch.testing.assert_close(b.grad, a.grad)
-    for a, b in zip(block.buffers(), copied.buffers(), strict=True):
-        torch.testing.assert_close(b, a)
+    for kept, got in zip(block.buffers(), copied.buffers(), strict=True):
+        torch.testing.assert_close(got, kept)
 
 
 def _saved_bytes(model: nn.Module, x: Tensor) -> int:
@@ -270,3 +272,33 @@ def test_autocast_training_equals_the_default_within_bfloat16_precision() -> Non
         # bfloat16 keeps 8 bits: sums taken in another order differ by a few of its steps.
         scale = float(a.grad.abs().max()) + 1e-3
         torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=0.05 * scale, msg=name)
+
+
+class _CountingNorm(nn.Module):
+    # A normalisation with state of its own: counts the forwards it has run.
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(1, channels)
+        self.calls: Tensor
+        self.register_buffer("calls", torch.zeros((), dtype=torch.int64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        out: Tensor = self.norm(x)
+        return out
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_other_stateful_norms_are_updated_once_per_step(norm_first: bool) -> None:
+    plain = DenseLayer(8, 4, norm_first=norm_first, norm_layer=_CountingNorm).train()
+    efficient = DenseLayer(
+        8, 4, norm_first=norm_first, norm_layer=_CountingNorm, memory_efficient=True
+    ).train()
+    x = torch.randn(2, 8, 6, 6)
+
+    def loss(layer: nn.Module, x: Tensor) -> Tensor:
+        return _weighted_sum(layer(x))
+
+    _assert_same_training(plain, efficient, x, loss)
+    counts = [int(m.calls) for m in efficient.modules() if isinstance(m, _CountingNorm)]
+    assert counts and all(count == 1 for count in counts)

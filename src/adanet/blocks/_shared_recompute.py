@@ -17,9 +17,20 @@ their concatenation or its normalised copy; backward rebuilds ``prepare(*inputs)
 runs the convolution's backward on it (``aten.convolution_backward``, as autograd does) and
 back-propagates through the rebuilt ``prepare``.
 
-BatchNorm layers inside ``prepare`` update their running statistics in the forward only:
-their buffers are restored after the recomputation, so each step updates them once, and the
-batch statistics of the recomputation are those of the forward (same input, same kernel).
+Pleiss et al. write each layer's concatenation and its normalised copy into two storages
+shared by the whole block, so that at most one of each is alive. Here each is a temporary of
+the layer that needs it (the forward's is freed once the convolution has run, backward's once
+that layer's gradients are computed), which bounds the memory the same way: only one layer's
+concatenation is alive at a time, and the allocator reuses the freed block for the next.
+
+BatchNorm layers inside ``prepare`` update their running statistics in the forward only: the
+recomputation uses the functional batch norm with the batch's statistics (same input, same
+kernel, so the same values as the forward) and no running statistics. Other layers with
+buffers (a user's normalisation) get their buffers restored after the recomputation. So
+each step updates every running statistic exactly once.
+
+Backward runs under the forward's autocast state, like ``torch.amp.custom_bwd``. It is not
+itself differentiable (``once_differentiable``): double backward needs the default path.
 
 Features whose pieces are known travel either as lists of tensors (RANet's
 :class:`~adanet.blocks.ScaleBlock`), or as a tensor that remembers the pieces it was
