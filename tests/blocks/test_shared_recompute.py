@@ -302,3 +302,21 @@ def test_other_stateful_norms_are_updated_once_per_step(norm_first: bool) -> Non
     _assert_same_training(plain, efficient, x, loss)
     counts = [int(m.calls) for m in efficient.modules() if isinstance(m, _CountingNorm)]
     assert counts and all(count == 1 for count in counts)
+
+
+@pytest.mark.parametrize("network", ["ranet", "msdnet"])
+def test_models_in_eval_and_no_grad_give_the_default_outputs_exactly(network: str) -> None:
+    def build(memory_efficient: bool) -> nn.Module:
+        if network == "ranet":
+            return RANet(dataclasses.replace(SMALL_RANET, memory_efficient=memory_efficient))
+        return MSDNet(dataclasses.replace(SMALL_MSDNET, memory_efficient=memory_efficient))
+
+    plain, efficient = build(False), build(True)
+    efficient.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    for training in (False, True):  # eval, then training mode under no_grad
+        plain.train(training)
+        efficient.train(training)
+        with torch.no_grad():
+            expected, got = plain(x), efficient(x)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
