@@ -320,3 +320,30 @@ def test_models_in_eval_and_no_grad_give_the_default_outputs_exactly(network: st
         with torch.no_grad():
             expected, got = plain(x), efficient(x)
         assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_dense_layer_pieces_and_growth_agree_with_forward(training: bool, stride: int) -> None:
+    layer = DenseLayer(8, 4, stride=stride, memory_efficient=True).train(training)
+    reference = DenseLayer(8, 4, stride=stride).train(training)
+    reference.load_state_dict(layer.state_dict())
+    pieces = [torch.randn(2, 5, 6, 6), torch.randn(2, 3, 6, 6)]
+    expected = reference(torch.cat(pieces, dim=1))
+    out = layer.output_pieces(pieces)
+    torch.testing.assert_close(torch.cat(out, dim=1), expected)
+    assert [p.shape[1] for p in out] == ([5, 3, 4] if stride == 1 else [8, 4])
+    if stride == 1:
+        torch.testing.assert_close(layer.grow(pieces), expected[:, 8:])
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fusion_block_pieces_and_growth_agree_with_forward(training: bool) -> None:
+    block = FusionBlock(8, 12, 4, memory_efficient=True).train(training)
+    reference = FusionBlock(8, 12, 4).train(training)
+    reference.load_state_dict(block.state_dict())
+    pieces, coarse = [torch.randn(2, 5, 6, 6), torch.randn(2, 3, 6, 6)], torch.randn(2, 12, 3, 3)
+    expected = reference(torch.cat(pieces, dim=1), coarse)
+    out = block.output_pieces(pieces, [coarse])
+    torch.testing.assert_close(torch.cat(out, dim=1), expected)
+    torch.testing.assert_close(block.grow(pieces, coarse), expected[:, 8:])
