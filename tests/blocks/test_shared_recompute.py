@@ -347,3 +347,18 @@ def test_fusion_block_pieces_and_growth_agree_with_forward(training: bool) -> No
     out = block.output_pieces(pieces, [coarse])
     torch.testing.assert_close(torch.cat(out, dim=1), expected)
     torch.testing.assert_close(block.grow(pieces, coarse), expected[:, 8:])
+
+
+def test_an_in_place_activation_never_overwrites_a_saved_piece() -> None:
+    # With an identity "norm", the pre-activation ReLU(inplace=True) would otherwise act on
+    # the saved piece itself.
+    block = bottleneck_conv(6, 4, bottleneck_width=1, norm_first=True, norm_layer=nn.Identity)
+    piece = torch.randn(2, 6, 5, 5, requires_grad=True)
+    kept = piece.detach().clone()
+    whole = kept.clone().requires_grad_()
+    out = run_from_pieces(block, [piece])
+    _weighted_sum(out).backward()
+    _weighted_sum(block(whole * 1)).backward()  # not the leaf: the ReLU is in place
+    assert torch.equal(piece.detach(), kept)
+    assert piece.grad is not None and whole.grad is not None
+    torch.testing.assert_close(piece.grad, whole.grad)

@@ -128,9 +128,9 @@ def _prepare(
     cheap: Sequence[nn.Module], inputs: Sequence[Tensor], *, recomputing: bool = False
 ) -> Tensor:
     x = inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), dim=1)
-    if x is inputs[0] and cheap and getattr(cheap[0], "inplace", False):
-        x = x.clone()  # an in-place first layer must not overwrite a saved input
     for module in cheap:
+        if getattr(module, "inplace", False) and any(x is t for t in inputs):
+            x = x.clone()  # an in-place layer must not overwrite a saved input
         x = _recompute(module, x) if recomputing else module(x)
     return x
 
