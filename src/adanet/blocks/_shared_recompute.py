@@ -226,11 +226,39 @@ class _PreparedConv(torch.autograd.Function):
             prepared = _prepare(cheap, ctx.saved_tensors)
             grad_prepared, grad_weight, grad_bias = _conv_backward(conv, grad_out, prepared, mask)
             if chosen:
-                start = 0
-                for i, piece in enumerate(inputs):
-                    if needs[i]:
-                        grads[i] = grad_prepared.narrow(1, start, piece.shape[1])
-                    start += piece.shape[1]
+                _split_into(grads, grad_prepared, inputs, needs)
+        elif _is_batch_norm_relu(cheap) and not ctx.autocast[0]:
+            # The common case (both orderings of the default layers), with the two backward
+            # kernels called directly: no graph is built for the recomputation.
+            norm = cast(nn.modules.batchnorm._BatchNorm, cheap[0])
+            joined = _prepare((), ctx.saved_tensors)
+            normed, mean, invstd = torch.ops.aten.native_batch_norm.default(
+                joined, norm.weight, norm.bias, None, None, True, 0.0, norm.eps
+            )
+            activated = normed.relu_()
+            grad_prepared, grad_weight, grad_bias = _conv_backward(conv, grad_out, activated, mask)
+            if chosen:
+                n = ctx.num_inputs  # then the norm's weight and bias (affine: checked)
+                want = [any(needs[:n]), needs[n], needs[n + 1]]
+                grad_normed = torch.ops.aten.threshold_backward.default(grad_prepared, activated, 0)
+                grad_joined, grad_norm_weight, grad_norm_bias = (
+                    torch.ops.aten.native_batch_norm_backward.default(
+                        grad_normed,
+                        joined,
+                        norm.weight,
+                        None,
+                        None,
+                        mean,
+                        invstd,
+                        True,
+                        norm.eps,
+                        want,
+                    )
+                )
+                if want[0]:
+                    _split_into(grads, grad_joined, inputs, needs)
+                grads[n] = grad_norm_weight if want[1] else None
+                grads[n + 1] = grad_norm_bias if want[2] else None
         else:
             # Buffers are restored only after back-propagating through the recomputation,
             # whose graph may hold them.
@@ -253,6 +281,26 @@ class _PreparedConv(torch.autograd.Function):
                         grads[i] = grad
         tail = [grad_weight, grad_bias] if has_bias else [grad_weight]
         return (None, None, None, *grads, *tail)
+
+
+def _is_batch_norm_relu(cheap: Sequence[nn.Module]) -> bool:
+    return (
+        len(cheap) == 2
+        and _batch_statistics_norm(cheap[0])
+        and type(cheap[1]) is nn.ReLU
+        and cast(nn.modules.batchnorm._BatchNorm, cheap[0]).affine
+    )
+
+
+def _split_into(
+    grads: list[Tensor | None], joined: Tensor, inputs: Sequence[Tensor], needs: Sequence[bool]
+) -> None:
+    # The gradient of a concatenation, split back into its pieces' (views, no copies).
+    start = 0
+    for i, piece in enumerate(inputs):
+        if needs[i]:
+            grads[i] = joined.narrow(1, start, piece.shape[1])
+        start += piece.shape[1]
 
 
 def _leaves(module: nn.Module) -> list[nn.Module]:
