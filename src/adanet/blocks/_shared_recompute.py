@@ -15,7 +15,9 @@ The unit of recomputation is :class:`_PreparedConv`: ``conv(prepare(*inputs))`` 
 block. It saves its inputs (the pieces, which the block keeps anyway as its features), not
 their concatenation or its normalised copy; backward rebuilds ``prepare(*inputs)`` once,
 runs the convolution's backward on it (``aten.convolution_backward``, as autograd does) and
-back-propagates through the rebuilt ``prepare``.
+back-propagates through the rebuilt ``prepare``: for BatchNorm → ReLU, the layers of both
+orderings by default, with their two backward kernels directly; otherwise through a graph
+of the recomputation.
 
 Pleiss et al. write each layer's concatenation and its normalised copy into two storages
 shared by the whole block, so that at most one of each is alive. Here each is a temporary of
