@@ -8,9 +8,14 @@ Prints, for the RANet CIFAR-10 configuration (batch 64, ``--threads`` threads):
    (with its compile time), each as a share of that peak (the model's reference-convention
    MACs × 2 FLOPs per second over the conv's FLOPs per second), and the optimized/plain ratio;
 3. training step time (forward + backward, SGD step) and the extra peak memory of a step,
-   default against ``memory_efficient=True`` — each measured in a fresh subprocess from its
-   peak resident set (``VmHWM``) with ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed large
-   blocks go back to the OS and the peak reflects live tensors rather than allocator caching;
+   default against ``memory_efficient=True``. Memory: each variant in a fresh subprocess,
+   from its peak resident set (``VmHWM``) over the warm process's, with
+   ``MALLOC_MMAP_THRESHOLD_=65536`` so that freed large blocks go back to the OS and the peak
+   reflects live tensors rather than allocator caching. Time: both variants in one more
+   subprocess with the default allocator (the mmap threshold would charge page faults to
+   every large allocation, which is not what training pays), interleaved step by step; that
+   process also prints the largest difference of the two variants' gradients (parameters
+   and input) and BatchNorm statistics after one step from the same weights and batch;
 4. on CUDA when present, the same eval numbers in fp32 and bf16, batch 64 and 256.
 
 Early-exit time vs MACs: ``bench_early_exit.py``; budgeted sweep: ``bench_budgeted_sweep.py``.
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from _timing import Timing, cpu_description, measure
@@ -56,9 +62,17 @@ def _sync(device: torch.device) -> Callable[[], None]:
     return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
 
-def training_step_child(memory_efficient: bool, threads: int, repeats: int) -> None:
-    """Run in a subprocess: one training step's time and extra peak memory (MB)."""
-    torch.set_num_threads(threads)
+def _status_bytes(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(field)
+
+
+def _training_setup(
+    memory_efficient: bool,
+) -> tuple[RANet, Callable[[], None], torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
     model = RANet(dataclasses.replace(CONFIG, memory_efficient=memory_efficient)).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -70,48 +84,106 @@ def training_step_child(memory_efficient: bool, threads: int, repeats: int) -> N
         loss_fn(model(x), y).backward()
         optimizer.step()
 
-    def status(field: str) -> int:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field):
-                    return int(line.split()[1]) * 1024
-        raise RuntimeError(field)
+    return model, step, x, y
 
-    # The first step allocates gradients and momentum buffers (the same in both variants) and
-    # warms oneDNN up; the measured steps' extra memory is activations and recomputation.
+
+def training_memory_child(memory_efficient: bool, threads: int) -> None:
+    """Run in a fresh subprocess started with ``MALLOC_MMAP_THRESHOLD_=65536`` (every large
+    block is mmapped, so a free returns it to the OS): the extra peak resident memory of a
+    training step over the warm process, in bytes."""
+    torch.set_num_threads(threads)
+    _, step, _, _ = _training_setup(bool(memory_efficient))
+    # The first steps allocate gradients and momentum buffers (the same in both variants) and
+    # warm oneDNN up; the measured step's extra memory is activations and recomputation.
     step()
     step()
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # reset the peak (VmHWM) to the current resident set
-    base = status("VmRSS")
-    timing = measure(step, repeats, warmup=0)
-    print(json.dumps({"seconds": list(timing.seconds), "extra_bytes": status("VmHWM") - base}))
+    base = _status_bytes("VmRSS")
+    step()
+    print(json.dumps({"extra_bytes": _status_bytes("VmHWM") - base}))
 
 
-def training_step(memory_efficient: bool, threads: int, repeats: int) -> tuple[Timing, float]:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+def training_time_child(threads: int, repeats: int) -> None:
+    """Run in a fresh subprocess with the default allocator: both variants' step times,
+    interleaved step by step so that machine load affects both alike, and the largest
+    difference of their gradients (every parameter and the input) and BatchNorm statistics
+    after one step from the same weights and batch."""
+    torch.set_num_threads(threads)
+    default, default_step, x, y = _training_setup(False)
+    efficient, efficient_step, _, _ = _training_setup(True)
+    efficient.load_state_dict(default.state_dict())
+    inputs = []
+    for model in (default, efficient):
+        xi = x.clone().requires_grad_()
+        adanet.MultiExitLoss()(model(xi), y).backward()
+        inputs.append(xi.grad)
+    pairs = [
+        *(
+            (a.grad, b.grad)
+            for a, b in zip(default.parameters(), efficient.parameters(), strict=True)
+        ),
+        *zip(default.buffers(), efficient.buffers(), strict=True),
+        (inputs[0], inputs[1]),
+    ]
+    differences = [
+        float((a.double() - b.double()).abs().max())
+        for a, b in pairs
+        if a is not None and b is not None
+    ]
+    for step in (default_step, efficient_step) * 3:  # warm-up
+        step()
+    seconds: dict[str, list[float]] = {"default": [], "efficient": []}
+    for _ in range(repeats):
+        for name, step in (("default", default_step), ("efficient", efficient_step)):
+            tick = time.perf_counter()
+            step()
+            seconds[name].append(time.perf_counter() - tick)
+    print(json.dumps({**seconds, "max_difference": max(differences)}))
+
+
+def _child(function: str, *args: str, mmap_threshold: bool) -> dict[str, object]:
+    env = dict(os.environ)
+    if mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    here = os.path.dirname(os.path.abspath(__file__))
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import bench_speed; "
-        "bench_speed.training_step_child(sys.argv[2] == '1', int(sys.argv[3]), int(sys.argv[4]))"
+        f"bench_speed.{function}(*[int(a) for a in sys.argv[2:]])"
     )
-    here = os.path.dirname(os.path.abspath(__file__))
     out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            code,
-            here,
-            "1" if memory_efficient else "0",
-            str(threads),
-            str(repeats),
-        ],
+        [sys.executable, "-c", code, here, *args],
         check=True,
         capture_output=True,
         text=True,
         env=env,
     ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
-    return Timing(tuple(result["seconds"])), float(result["extra_bytes"])
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def training_step(threads: int, repeats: int) -> dict[str, float | Timing]:
+    """The training comparison: each variant's extra peak memory from its own fresh process,
+    and both step times and the gradient difference from a third."""
+    memory = {
+        name: float(
+            cast(
+                int,
+                _child("training_memory_child", flag, str(threads), mmap_threshold=True)[
+                    "extra_bytes"
+                ],
+            )
+        )
+        for name, flag in (("default", "0"), ("efficient", "1"))
+    }
+    timed = _child("training_time_child", str(threads), str(repeats), mmap_threshold=False)
+    return {
+        "default_bytes": memory["default"],
+        "efficient_bytes": memory["efficient"],
+        "default": Timing(tuple(cast(list[float], timed["default"]))),
+        "efficient": Timing(tuple(cast(list[float], timed["efficient"]))),
+        "max_difference": float(cast(float, timed["max_difference"])),
+    }
 
 
 def eval_table(
@@ -181,8 +253,10 @@ def main() -> None:
 
     eval_table(torch.device("cpu"), torch.float32, 64, args)
 
-    default, default_bytes = training_step(False, args.threads, args.repeats)
-    efficient, efficient_bytes = training_step(True, args.threads, args.repeats)
+    result = training_step(args.threads, args.repeats)
+    default, efficient = cast(Timing, result["default"]), cast(Timing, result["efficient"])
+    default_bytes = cast(float, result["default_bytes"])
+    efficient_bytes = cast(float, result["efficient_bytes"])
     print(f"\ncpu training step, batch 64 (forward + backward + SGD step), {args.repeats} steps")
     rows = (
         ("default", default, default_bytes),
@@ -192,7 +266,8 @@ def main() -> None:
         print(f"  {label:22s} {timing.ms()}  extra peak memory {extra / 2**20:7.0f} MB")
     print(
         f"  memory ratio {efficient_bytes / default_bytes:.2f}, "
-        f"time ratio {efficient.median / default.median:.2f} (medians)"
+        f"time ratio {efficient.median / default.median:.2f} (medians), "
+        f"largest gradient / statistics difference {result['max_difference']:.1e}"
     )
 
     if torch.cuda.is_available():

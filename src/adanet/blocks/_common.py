@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 from torchvision.ops import Conv2dNormActivation
 
 from .._validation import require_int
@@ -20,7 +18,6 @@ __all__ = [
     "as_tensor",
     "bottleneck_conv",
     "conv_norm_act",
-    "recompute_in_backward",
     "resize_to",
 ]
 
@@ -135,35 +132,3 @@ def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=True)
-
-
-@contextlib.contextmanager
-def _restoring_buffers(module: nn.Module) -> Iterator[None]:
-    # Recomputation runs the forward a second time; without this, BatchNorm would update its
-    # running statistics twice per step.
-    saved = [(buffer, buffer.detach().clone()) for buffer in module.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in saved:
-                buffer.copy_(value)
-
-
-def recompute_in_backward(
-    function: Callable[..., Tensor], module: nn.Module, *inputs: Tensor | None
-) -> Tensor:
-    """Run ``function(*inputs)`` without keeping its intermediate activations for backward.
-
-    Backward recomputes them (``torch.utils.checkpoint``, non-reentrant), trading compute for
-    memory as torchvision's memory-efficient DenseNet does. ``module``'s buffers (BatchNorm
-    running statistics) are restored after the recomputation, so they are updated exactly
-    once per step and gradients equal the plain computation's.
-    """
-    out: Tensor = checkpoint(
-        function,
-        *inputs,
-        use_reentrant=False,
-        context_fn=lambda: (contextlib.nullcontext(), _restoring_buffers(module)),
-    )
-    return out

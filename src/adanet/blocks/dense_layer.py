@@ -8,13 +8,12 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import require_int
-from ._common import (
-    ActivationLayer,
-    NormLayer,
-    as_tensor,
-    bottleneck_conv,
-    recompute_in_backward,
-    resize_to,
+from ._common import ActivationLayer, NormLayer, as_tensor, bottleneck_conv, resize_to
+from ._shared_recompute import (
+    concat_remembering,
+    efficient_training,
+    pieces_of,
+    run_from_pieces,
 )
 
 __all__ = ["DenseLayer"]
@@ -36,8 +35,10 @@ class DenseLayer(nn.Module):
         norm_first: Pre-activation ordering (norm → act → conv).
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
-        memory_efficient: In training, recompute the bottleneck in backward instead of
-            keeping its activations (less memory, about a third more compute).
+        memory_efficient: In training, keep for backward only each convolution's output and
+            the input's channel pieces: backward recomputes the concatenation and the
+            norm → activation, never a convolution (see
+            :mod:`adanet.blocks._shared_recompute`).
 
     Shape:
         ``[N, in_channels, H, W]`` → ``[N, in_channels + growth_rate, H', W']`` with
@@ -77,22 +78,28 @@ class DenseLayer(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.memory_efficient and self.training and torch.is_grad_enabled():
-            new = recompute_in_backward(self.conv, self, x)  # [N, growth, H', W']
-        else:
-            new = self.conv(x)  # [N, growth, H', W']
+        if efficient_training(self.memory_efficient, self):
+            return concat_remembering(self.output_pieces(pieces_of(x)))
+        new = self.conv(x)  # [N, growth, H', W']
         return torch.cat([resize_to(x, new.shape[-2:]), new], dim=1)
 
-    def grow(self, pieces: Sequence[Tensor]) -> Tensor:
-        """The new channels only, from an input kept in channel pieces.
+    def output_pieces(self, pieces: Sequence[Tensor]) -> list[Tensor]:
+        """The output as channel pieces, from an input kept in channel pieces: the
+        memory-efficient training path, where no concatenation is stored for backward.
 
-        Used by memory-efficient training: the concatenation of ``pieces`` happens inside the
-        recomputed function, so it is never stored. Only for ``stride=1``.
+        Returns:
+            ``[*pieces, new]``, or ``[resized input, new]`` for ``stride=2``; their
+            concatenation is :meth:`forward` of the concatenated ``pieces``.
         """
-        if self.memory_efficient and self.training and torch.is_grad_enabled():
-            return recompute_in_backward(self._conv_of_pieces, self, *pieces)
-        return self._conv_of_pieces(*pieces)
+        new = run_from_pieces(self.conv, pieces)  # [N, growth, H', W']
+        if self.downsampling:
+            return [resize_to(as_tensor(list(pieces)), new.shape[-2:]), new]
+        return [*pieces, new]
 
-    def _conv_of_pieces(self, *pieces: Tensor) -> Tensor:
-        new: Tensor = self.conv(as_tensor(list(pieces)))  # [N, growth, H, W]
+    def grow(self, pieces: Sequence[Tensor]) -> Tensor:
+        """The new channels only, from an input kept in channel pieces (memory-efficient
+        training keeps the input's concatenation out of the saved tensors)."""
+        if efficient_training(self.memory_efficient, self):
+            return run_from_pieces(self.conv, pieces)
+        new: Tensor = self.conv(as_tensor(list(pieces)))  # [N, growth, H', W']
         return new

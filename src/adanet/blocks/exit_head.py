@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .._validation import require_int
 from ._common import ActivationLayer, NormLayer, conv_norm_act
+from ._shared_recompute import pieces_of, run_from_pieces
 
 __all__ = ["ExitHead"]
 
@@ -61,7 +62,11 @@ class ExitHead(nn.Module):
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         """The logits, ``[N, num_classes]``; with ``pre_logits`` the pooled features the
         linear layer classifies, ``[N, hidden]``."""
-        pooled = torch.flatten(self.pool(self.convs(x)), 1)  # [N, hidden]
+        # The feature of a memory-efficient block remembers its channel pieces: saving those
+        # instead of their concatenation keeps that copy out of backward's memory.
+        pieces = pieces_of(x) if self.training and torch.is_grad_enabled() else [x]
+        features = run_from_pieces(self.convs, pieces) if len(pieces) > 1 else self.convs(x)
+        pooled = torch.flatten(self.pool(features), 1)  # [N, hidden]
         if pre_logits:
             return pooled
         logits: Tensor = self.classifier(pooled)  # [N, num_classes]

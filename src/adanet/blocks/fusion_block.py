@@ -9,14 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import require_int
-from ._common import (
-    ActivationLayer,
-    Feature,
-    NormLayer,
-    as_tensor,
-    bottleneck_conv,
-    recompute_in_backward,
-    resize_to,
+from ._common import ActivationLayer, Feature, NormLayer, as_tensor, bottleneck_conv, resize_to
+from ._shared_recompute import (
+    concat_remembering,
+    efficient_training,
+    pieces_of,
+    run_from_pieces,
 )
 
 __all__ = ["FusionBlock"]
@@ -43,8 +41,9 @@ class FusionBlock(nn.Module):
         norm_first: Pre-activation ordering.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
-        memory_efficient: In training, recompute the layer in backward instead of keeping
-            its activations.
+        memory_efficient: In training, keep for backward only each convolution's output and
+            the inputs' channel pieces: backward recomputes the concatenations and the
+            norm → activation, never a convolution.
 
     Shape:
         ``x``: ``[N, in_channels, H, W]``; ``coarse``: ``[N, coarse_channels, h, w]`` (any
@@ -98,8 +97,8 @@ class FusionBlock(nn.Module):
         )
 
     def forward(self, x: Tensor, coarse: Tensor) -> Tensor:
-        if self.memory_efficient and self.training and torch.is_grad_enabled():
-            return recompute_in_backward(self._fuse, self, x, coarse)
+        if efficient_training(self.memory_efficient, self):
+            return concat_remembering(self.output_pieces(pieces_of(x), pieces_of(coarse)))
         return self._fuse(x, coarse)
 
     def _fuse(self, x: Tensor, coarse: Tensor) -> Tensor:
@@ -108,22 +107,28 @@ class FusionBlock(nn.Module):
         coarse_new = resize_to(self.coarse_conv(coarse), size)  # [N, coarse_growth, H', W']
         return torch.cat([resize_to(x, size), coarse_new, fine_new], dim=1)
 
+    def output_pieces(
+        self, pieces: Sequence[Tensor], coarse_pieces: Sequence[Tensor]
+    ) -> list[Tensor]:
+        """The output as channel pieces, from inputs kept in channel pieces: the
+        memory-efficient training path, where no concatenation is stored for backward.
+
+        Returns:
+            ``[*pieces, coarse_new, fine_new]`` (the input resized as one piece when the
+            layer downsamples); their concatenation is :meth:`forward`'s output.
+        """
+        fine_new = run_from_pieces(self.conv, pieces)  # [N, growth - coarse_growth, H', W']
+        size = fine_new.shape[-2:]
+        coarse_new = resize_to(run_from_pieces(self.coarse_conv, coarse_pieces), size)
+        own = [resize_to(as_tensor(list(pieces)), size)] if self.downsampling else list(pieces)
+        return [*own, coarse_new, fine_new]
+
     def grow(self, pieces: Sequence[Tensor], coarse: Feature) -> Tensor:
         """The new channels only (``[coarse_new, fine_new]``), from inputs kept in channel
-        pieces.
-
-        Used by memory-efficient training so that no concatenation is stored. Only for the
-        non-downsampling variant (the input keeps its size).
-        """
+        pieces. Only for the non-downsampling variant (the input keeps its size)."""
         coarse_pieces = [coarse] if isinstance(coarse, Tensor) else list(coarse)
-        split = len(pieces)
-        if self.memory_efficient and self.training and torch.is_grad_enabled():
-            return recompute_in_backward(
-                lambda *t: self._new_channels(t[:split], t[split:]), self, *pieces, *coarse_pieces
-            )
-        return self._new_channels(pieces, coarse_pieces)
-
-    def _new_channels(self, pieces: Sequence[Tensor], coarse: Sequence[Tensor]) -> Tensor:
+        if efficient_training(self.memory_efficient, self):
+            return torch.cat(self.output_pieces(pieces, coarse_pieces)[-2:], dim=1)
         fine_new = self.conv(as_tensor(list(pieces)))  # [N, growth - coarse_growth, H, W]
-        coarse_new = resize_to(self.coarse_conv(as_tensor(list(coarse))), fine_new.shape[-2:])
+        coarse_new = resize_to(self.coarse_conv(as_tensor(coarse_pieces)), fine_new.shape[-2:])
         return torch.cat([coarse_new, fine_new], dim=1)  # [N, growth, H, W]

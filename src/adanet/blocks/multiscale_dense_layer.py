@@ -9,12 +9,12 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import require_int
-from ._common import (
-    ActivationLayer,
-    NormLayer,
-    bottleneck_conv,
-    conv_norm_act,
-    recompute_in_backward,
+from ._common import ActivationLayer, NormLayer, bottleneck_conv, conv_norm_act
+from ._shared_recompute import (
+    concat_remembering,
+    efficient_training,
+    pieces_of,
+    run_from_pieces,
 )
 
 __all__ = ["CrossScaleDenseUnit", "MultiScaleDenseLayer", "MultiScaleTransition"]
@@ -68,8 +68,10 @@ class CrossScaleDenseUnit(nn.Module):
         finer_bottleneck_width: The same for the conv on the finer feature.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
-        memory_efficient: In training, recompute the unit in backward instead of keeping its
-            activations.
+        memory_efficient: In training, keep for backward only each convolution's output and
+            the inputs' channel pieces (the output remembers its pieces, see
+            :func:`~adanet.blocks._shared_recompute.concat_remembering`): backward
+            recomputes the concatenations and norm → activation, never a convolution.
 
     Shape:
         ``x``: ``[N, in_channels, H, W]``; ``finer``: ``[N, finer_channels, 2H or 2H-1, …]``
@@ -125,8 +127,12 @@ class CrossScaleDenseUnit(nn.Module):
     def forward(self, x: Tensor, finer: Tensor | None = None) -> Tensor:
         if self.down is not None and finer is None:
             raise ValueError("this layer is fed by a finer scale: pass its feature as `finer`")
-        if self.memory_efficient and self.training and torch.is_grad_enabled():
-            return recompute_in_backward(self._grow, self, x, finer)
+        if efficient_training(self.memory_efficient, self):
+            own = pieces_of(x)
+            new = []
+            if self.down is not None and finer is not None:
+                new.append(run_from_pieces(self.down, pieces_of(finer)))
+            return concat_remembering([*own, *new, run_from_pieces(self.conv, own)])
         return self._grow(x, finer)
 
     def _grow(self, x: Tensor, finer: Tensor | None) -> Tensor:
@@ -248,4 +254,11 @@ class MultiScaleTransition(nn.Module):
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
         if len(features) != len(self.convs):
             raise ValueError(f"expected {len(self.convs)} scales, got {len(features)}")
+        if self.training and torch.is_grad_enabled():
+            # Features of memory-efficient layers remember their channel pieces: reading
+            # those keeps their concatenation out of the tensors saved for backward.
+            return [
+                conv(x) if len(pieces_of(x)) == 1 else run_from_pieces(conv, pieces_of(x))
+                for conv, x in zip(self.convs, features, strict=True)
+            ]
         return [conv(x) for conv, x in zip(self.convs, features, strict=True)]

@@ -10,14 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from .._validation import require_int
-from ._common import (
-    ActivationLayer,
-    Feature,
-    NormLayer,
-    as_tensor,
-    conv_norm_act,
-    recompute_in_backward,
-    resize_to,
+from ._common import ActivationLayer, Feature, NormLayer, as_tensor, conv_norm_act, resize_to
+from ._shared_recompute import (
+    concat_remembering,
+    efficient_training,
+    pieces_of,
+    run_from_pieces,
 )
 from .dense_layer import DenseLayer
 from .fusion_block import FusionBlock
@@ -51,7 +49,9 @@ class ScaleBlock(nn.Module):
         norm_first: Pre-activation dense layers.
         norm_layer: Normalisation factory.
         activation_layer: Activation factory.
-        memory_efficient: Dense and fusion layers recompute their activations in backward.
+        memory_efficient: In training, the block's features stay in channel pieces and only
+            each convolution's output is kept for backward: backward recomputes the
+            concatenations and norm → activation, never a convolution (the tail too).
 
     Attributes:
         out_channels: Channels of the block's output.
@@ -166,63 +166,51 @@ class ScaleBlock(nn.Module):
             raise ValueError(
                 f"this fused block needs {len(self.layers) + 1} coarse features, got {got}"
             )
-        memory_efficient = self.memory_efficient and self.training and torch.is_grad_enabled()
-        if memory_efficient:
-            pieces, features = self._layers_in_pieces(x, coarse)
-        else:
-            features = [x]
-            for j, layer in enumerate(self.layers):
-                # Each layer returns [input, new]: growth_rate more channels.
-                x = layer(x) if coarse is None else layer(x, as_tensor(coarse[j]))
-                features.append(x)
-            pieces = [x]
-        last: Feature = [] if coarse is None else coarse[len(self.layers)]
-        last_pieces = [last] if isinstance(last, Tensor) else list(last)
-        if memory_efficient and (self.fuse_last is not None or self.transition is not None):
-            split = len(pieces)
-            out = recompute_in_backward(
-                lambda *t: self._tail(t[:split], t[split:]), self, *pieces, *last_pieces
-            )
-        else:
-            out = self._tail(pieces, last_pieces)
-        return out, features
+        if efficient_training(self.memory_efficient, self):
+            return self._forward_in_pieces(x, coarse)
+        features: list[Feature] = [x]
+        for j, layer in enumerate(self.layers):
+            # Each layer returns [input, new]: growth_rate more channels.
+            x = layer(x) if coarse is None else layer(x, as_tensor(coarse[j]))
+            features.append(x)
+        return self._tail(x, None if coarse is None else coarse[len(self.layers)]), features
 
-    def _tail(self, pieces: Sequence[Tensor], last_pieces: Sequence[Tensor]) -> Tensor:
+    def _tail(self, x: Tensor, last: Feature | None) -> Tensor:
         # The block's end: append the coarser block's compressed last feature, then reduce.
-        x = as_tensor(list(pieces))
-        if self.fuse_last is not None and last_pieces:
-            extra = resize_to(self.fuse_last(as_tensor(list(last_pieces))), x.shape[-2:])
+        if self.fuse_last is not None and last is not None:
+            extra = resize_to(self.fuse_last(as_tensor(last)), x.shape[-2:])
             x = torch.cat([x, extra], dim=1)
         if self.transition is not None:
             x = self.transition(x)
         return x
 
-    def _layers_in_pieces(
+    def _forward_in_pieces(
         self, x: Tensor, coarse: Sequence[Feature] | None
-    ) -> tuple[list[Tensor], list[Feature]]:
-        # Memory-efficient training keeps the dense features as lists of channel pieces:
-        # each layer concatenates them inside its recomputed function, so the growing
-        # concatenations are never stored, only each layer's new channels (torchvision's
-        # memory-efficient DenseNet does the same).
-        pieces = [x]
+    ) -> tuple[Tensor, list[Feature]]:
+        # Memory-efficient training: the dense features stay lists of channel pieces, each
+        # layer's new channels; every convolution reads their concatenation through
+        # run_from_pieces, which saves the pieces rather than the concatenation (the
+        # shared-storage recomputation of Pleiss et al., 2017).
+        pieces = pieces_of(x)
         features: list[Feature] = [x]
         for j, module in enumerate(self.layers):
             layer = cast(DenseLayer | FusionBlock, module)
-            coarse_j = None if coarse is None else coarse[j]
-            if layer.downsampling:
-                # The resolution changes: the input is resized as a whole.
-                whole = as_tensor(pieces)
-                out = layer(whole) if coarse_j is None else layer(whole, as_tensor(coarse_j))
-                pieces = [out]
+            if isinstance(layer, DenseLayer):
+                pieces = layer.output_pieces(pieces)
             else:
-                if isinstance(layer, DenseLayer):
-                    new = layer.grow(pieces)
-                else:
-                    assert coarse_j is not None  # checked on entry: fused blocks get features
-                    new = layer.grow(pieces, coarse_j)
-                pieces = [*pieces, new]
-            features.append(pieces[0] if len(pieces) == 1 else list(pieces))
-        return pieces, features
+                assert coarse is not None  # checked on entry: fused blocks get features
+                pieces = layer.output_pieces(pieces, _as_pieces(coarse[j]))
+            features.append(list(pieces))
+        if self.fuse_last is not None and coarse is not None:
+            extra = run_from_pieces(self.fuse_last, _as_pieces(coarse[len(self.layers)]))
+            pieces = [*pieces, resize_to(extra, pieces[0].shape[-2:])]
+        if self.transition is not None:
+            return run_from_pieces(self.transition, pieces), features
+        return concat_remembering(pieces), features
+
+
+def _as_pieces(feature: Feature) -> list[Tensor]:
+    return pieces_of(feature) if isinstance(feature, Tensor) else list(feature)
 
 
 class ScaleBranch(nn.Module):

@@ -39,10 +39,12 @@ class NetworkConfig:
             max-pool, heads as wide as their input), as the original's ``--data``.
         num_classes: Classes of every exit.
         in_channels: Channels of the input images.
-        memory_efficient: In training, dense layers recompute their bottleneck activations in
-            backward instead of storing them (as torchvision's memory-efficient DenseNet):
-            much less activation memory for about a third more compute; same outputs and
-            gradients, same checkpoints.
+        memory_efficient: In training, dense features stay in channel pieces and backward
+            recomputes only the concatenations and the norm → activation between
+            convolutions, never a convolution (shared-storage recomputation, Pleiss et al.,
+            2017, "Memory-Efficient Implementation of DenseNets"): less than half the
+            activation memory for a small share more compute; same outputs, gradients and
+            BatchNorm statistics, same checkpoints. Eval and ``no_grad`` are unaffected.
         norm: Normalisation: ``"batch"`` (the originals'), ``"group:G"``, ``"layer"`` or a
             factory (see :mod:`adanet.blocks.norm_act`).
         act: Activation: ``"relu"`` (the originals'), ``"silu"``, ``"gelu"``,
