@@ -23,8 +23,8 @@ with the min-max range; ratios are fp32-opt time over the other's (above 1: fast
 fp32 opt). For the digits model it also prints every exit's test top-1 in fp32 and int8.
 
 Needs the ``onnx`` and ``digits`` extras. Run: ``.venv/bin/python benchmarks/bench_int8.py
-[--run runs/demo] [--threads 2] [--repeats 5]``; ``--tiny`` uses small models and skips the
-training (a quick check of the script).
+[--run runs/demo] [--threads 2] [--repeats 5] [--models digits,cifar]``; ``--tiny`` uses
+small models and skips the training (a quick check of the script).
 """
 
 from __future__ import annotations
@@ -244,14 +244,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per item")
     parser.add_argument("--tiny", action="store_true", help="small models, no training")
+    parser.add_argument("--models", default="digits,cifar", help="which of digits,cifar to run")
     args, _ = parser.parse_known_args()  # run_all.py passes every script the same options
     if args.repeats < 5 or args.warmup < 0:
         parser.error("--repeats must be >= 5 and --warmup >= 0")
     torch.set_num_threads(args.threads)
     print(f"# int8 early exit: {cpu_description()}, {args.threads} threads")
     with tempfile.TemporaryDirectory(prefix="bench-int8-") as scratch:
-        digits(args, Path(scratch))
-        cifar(args, Path(scratch))
+        chosen = set(args.models.split(","))
+        if "digits" in chosen:
+            digits(args, Path(scratch))
+        if "cifar" in chosen:
+            cifar(args, Path(scratch))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,15 @@ def test_early_exit_matches_eager_early_exit(exported: Any, network: OnnxRuntime
     torch.testing.assert_close(ours.cost, eager.cost)
 
 
+def test_stage_feeds_name_the_inputs_each_stage_reads(network: OnnxRuntimeNetwork) -> None:
+    x = _images(2)
+    feeds = network.stage_feeds(network.begin(x), 0)
+    assert list(feeds) == ["images"] and (feeds["images"] == x.numpy()).all()
+    _, state = network.advance(network.begin(x), 0)
+    later = network.stage_feeds(state, 1)
+    assert later and all(name.startswith("state_0_") for name in later)
+
+
 def test_bad_images_are_refused(network: OnnxRuntimeNetwork) -> None:
     with pytest.raises(ValueError, match=r"\(3, 32, 32\)"):
         network(torch.randn(2, 3, 40, 40))

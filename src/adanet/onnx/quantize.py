@@ -139,7 +139,7 @@ def _collect_feeds(
         network.check_input(batch)
         state = network.begin(batch)
         for k in range(network.num_exits):
-            feeds[k].append({name: state[i].numpy() for i, name in network._feeds[k]})
+            feeds[k].append(network.stage_feeds(state, k))
             _, state = network.advance(state, k)
     return feeds
 

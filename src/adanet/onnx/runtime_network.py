@@ -163,15 +163,18 @@ class OnnxRuntimeNetwork(EarlyExitNetwork):
                 f"{tuple(x.shape[1:])}"
             )
 
+    def stage_feeds(self, state: Sequence[Tensor], exit_index: int) -> dict[str, Any]:
+        """The numpy inputs of stage ``exit_index`` (by their graph names) from ``state``,
+        leaving out the state tensors that stage does not read."""
+        return {name: state[i].detach().contiguous().numpy() for i, name in self._feeds[exit_index]}
+
     def begin(self, x: Tensor) -> list[Tensor]:
         """The state before exit 0: the images themselves."""
         return [x]
 
     def advance(self, state: list[Tensor], exit_index: int) -> tuple[Tensor, list[Tensor]]:
         """Run stage ``exit_index`` on the state; returns its logits and the state after it."""
-        feeds = {
-            name: state[i].detach().contiguous().numpy() for i, name in self._feeds[exit_index]
-        }
+        feeds = self.stage_feeds(state, exit_index)
         outputs = self._sessions[exit_index].run(self._outputs[exit_index], feeds)
         tensors = [torch.from_numpy(value) for value in outputs]
         return tensors[0], tensors[1:]
