@@ -69,7 +69,9 @@ def int8_directory(exported: Any, tmp_path_factory: pytest.TempPathFactory) -> P
 def test_quantize_onnx_writes_the_same_layout_in_int8(exported: Any, int8_directory: Path) -> None:
     source = json.loads((exported.directory / "manifest.json").read_text())
     manifest = json.loads((int8_directory / "manifest.json").read_text())
-    assert manifest["exits"] == source["exits"] and manifest["state"] == source["state"]
+    assert manifest["exits"] == source["exits"]
+    for ours, theirs in zip(manifest["state"], source["state"], strict=True):
+        assert [(e["name"], e["shape"]) for e in ours] == [(e["name"], e["shape"]) for e in theirs]
     assert manifest["quantization"]["calibration_images"] == 256
     assert manifest["quantization"]["activations"] == "uint8"
     for entry in manifest["exits"]:
@@ -95,6 +97,34 @@ def test_session_runs_the_int8_directory_unchanged(exported: Any, int8_directory
     # The same int8 graphs and the same policy: the same decisions and logits.
     assert torch.equal(torch.from_numpy(out["exit_index"]), ours.exit_index)
     torch.testing.assert_close(torch.from_numpy(out["logits"]), ours.logits)
+
+
+def test_uint8_state_changes_no_output(exported: Any, int8_directory: Path, tmp_path: Path) -> None:
+    manifest = json.loads((int8_directory / "manifest.json").read_text())
+    passed = manifest["quantization"]["uint8_state"]
+    assert any(passed), "no state tensor passed as uint8"
+    for names, states in zip(passed, manifest["state"], strict=True):
+        assert {e["name"] for e in states if e["dtype"] == "uint8"} == set(names)
+    plain = quantize_onnx(
+        exported.directory,
+        tmp_path / "plain",
+        _images(256, seed=21).split(64),
+        uint8_state=False,
+        threads=1,
+    )
+    plain_manifest = json.loads((plain / "manifest.json").read_text())
+    assert plain_manifest["quantization"]["uint8_state"] == []
+    assert all(e["dtype"] == "float32" for states in plain_manifest["state"] for e in states)
+    # Dequantizing a state and quantizing it again with the same parameters gives back the
+    # same integers, so skipping both changes nothing.
+    x = _images(48, seed=28)
+    state = OnnxRuntimeNetwork(int8_directory, threads=1).begin(x)
+    _, state = OnnxRuntimeNetwork(int8_directory, threads=1).advance(state, 0)
+    assert any(t.dtype == torch.uint8 for t in state)
+    ours = OnnxRuntimeNetwork(int8_directory, threads=1)(x)
+    theirs = OnnxRuntimeNetwork(plain, threads=1)(x)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_quantize_onnx_refuses_bad_arguments(exported: Any, tmp_path: Path) -> None:
