@@ -20,7 +20,8 @@ Each is timed for the all-exit forward (``model(x)``) and for ``adanet.early_exi
 policy that sends about 60% of the samples out at exit 0 (the rest at the last exit),
 calibrated on the fp32 logits. Every timing is the median of ``--repeats`` runs after warm-up,
 with the min-max range; ratios are fp32-opt time over the other's (above 1: faster than
-fp32 opt). For the digits model it also prints every exit's test top-1 in fp32 and int8.
+fp32 opt), and the last column is ORT fp32 time over ORT int8 time (the gain of int8 alone).
+For the digits model it also prints every exit's test top-1 in fp32 and int8.
 
 Needs the ``onnx`` and ``digits`` extras. Run: ``.venv/bin/python benchmarks/bench_int8.py
 [--run runs/demo] [--threads 2] [--repeats 5] [--models digits,cifar]``; ``--tiny`` uses
@@ -133,7 +134,9 @@ def time_models(
         + " ".join(f"{name + ' ms':>24}" for name in names)
         + "   "
         + " ".join(f"{'opt/' + name:>14}" for name in names[1:])
+        + f" {names[1] + '/' + names[-1]:>18}"
     )
+    speedups: list[tuple[float, int, str]] = []
     for batch in BATCHES:
         x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(batch))
         runs: dict[str, dict[str, Callable[[], object]]] = {}
@@ -150,12 +153,19 @@ def time_models(
                         runs[name][mode], repeats=args.repeats, min_warmup_seconds=args.warmup
                     )
             reference = timings[names[0]].median
+            speedups.append((reference / timings[names[-1]].median, batch, mode))
             print(
                 f"  {batch:>5} {mode:<10} "
                 + " ".join(f"{show(timings[name]):>24}" for name in names)
                 + "   "
                 + " ".join(f"{reference / timings[name].median:>13.2f}x" for name in names[1:])
+                + f" {timings[names[1]].median / timings[names[-1]].median:>17.2f}x"
             )
+    short = [f"batch {b} {m}" for ratio, b, m in speedups if ratio < 1.8]
+    print(
+        f"  {names[-1]} vs {names[0]}: {min(speedups)[0]:.2f}x to {max(speedups)[0]:.2f}x; "
+        + ("target >= 1.8x met everywhere" if not short else f"below 1.8x at {', '.join(short)}")
+    )
 
 
 def top1(logits: list[torch.Tensor], labels: torch.Tensor) -> list[float]:
