@@ -168,7 +168,8 @@ def quantize_onnx(
         uint8_state: Pass state tensors between stages as uint8 where both stages agree on
             their quantization (:func:`pass_state_quantized`), which saves dequantizing and
             quantizing them again and copies a quarter of the bytes when the state is
-            compacted. Their ``dtype`` in ``manifest.json`` then says ``uint8``.
+            compacted. Their ``dtype`` in ``manifest.json`` then says ``uint8``. Only with
+            ``"uint8"`` activations.
         threads: Intra-op threads of the calibration sessions.
 
     Returns:
