@@ -11,6 +11,7 @@ SCRIPTS = (
     "bench_early_exit.py",
     "bench_budgeted_sweep.py",
     "bench_onnx.py",
+    "bench_int8.py",
     "bench_risk.py",
     "bench_latency.py",
 )

@@ -44,6 +44,7 @@ from .policy import EarlyExitPolicy, geometric_exit_fractions
 from .pretrained import load_pretrained, save_pretrained
 from .pretrained_cfg import PretrainedCfg
 from .protocol import EarlyExitNetwork, select_samples
+from .quantize import quantize_for_inference
 from .risk import calibrate, calibrate_risk
 from .temperature import fit_temperatures
 
@@ -102,6 +103,7 @@ __all__ = [
     "measure_exit_costs",
     "measure_exit_latency",
     "optimize_for_inference",
+    "quantize_for_inference",
     "register_model",
     "save_atomic",
     "save_pretrained",

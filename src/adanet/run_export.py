@@ -6,6 +6,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
 
 from .checkpoint import CheckpointError, read_state_dict
 from .policy import EarlyExitPolicy
@@ -50,12 +54,37 @@ def _run_policy(save: Path, p: float) -> EarlyExitPolicy | None:
     return EarlyExitPolicy.from_dict(best["policy"])
 
 
+def _calibration_batches(run: Mapping[str, object], count: int) -> list[Tensor]:
+    """``count`` images of the run's training split (a fixed random choice), in batches."""
+    from .data import build_datasets
+
+    data = str(run.get("data", "cifar10"))
+    root = run.get("data_root")
+    try:
+        splits = build_datasets(
+            data,
+            None if root is None else str(root),
+            use_valid=bool(run.get("use_valid", False)),
+            seed=int(str(run.get("seed", 0))),
+        )
+    except (OSError, RuntimeError, ValueError) as error:
+        raise PretrainedError(
+            f"cannot read the training images of {data!r} to calibrate the int8 model: {error}"
+        ) from None
+    train: Any = splits.train  # map-style: it has a length
+    picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    images = torch.stack([train[int(i)][0] for i in picks[:count]])
+    return [images[start : start + 64] for start in range(0, images.shape[0], 64)]
+
+
 def export_run(
     save_dir: str | os.PathLike[str],
     to_dir: str | os.PathLike[str],
     onnx: bool = False,
     *,
     p: float = 1.0,
+    int8: bool = False,
+    calibration_images: int = 256,
 ) -> Path:
     """Turn a folder written by ``adanet train`` (and evaluated) into a model directory.
 
@@ -70,14 +99,26 @@ def export_run(
         onnx: Also write the ONNX stages, manifest and ``early_exit_session.py`` into
             ``to_dir/onnx`` (needs the ``onnx`` extra).
         p: Which budgeted policy to keep (nearest ``p`` of the run's sweep).
+        int8: Also write int8 ONNX stages (:func:`adanet.onnx.quantize_onnx`, calibrated on
+            ``calibration_images`` training images of the run's dataset) into
+            ``to_dir/onnx_int8``, which ``early_exit_session.py`` runs as it runs
+            ``to_dir/onnx``; implies ``onnx``.
+        calibration_images: How many training images calibrate the int8 stages.
 
     Returns:
         ``to_dir``.
 
     Raises:
         FileNotFoundError: No run folder, config or checkpoint.
-        PretrainedError: An unreadable run.
+        PretrainedError: An unreadable run, or (``int8``) unreadable training images.
+        ValueError: ``calibration_images`` below 1.
     """
+    if int8 and (
+        isinstance(calibration_images, bool)
+        or not isinstance(calibration_images, int)
+        or calibration_images < 1
+    ):
+        raise ValueError(f"calibration_images must be an int >= 1, got {calibration_images!r}")
     save = Path(save_dir)
     config_path = save / "config.json"
     if not config_path.is_file():
@@ -107,8 +148,13 @@ def export_run(
     )
     policy = _run_policy(save, p)
     target = save_pretrained(model, to_dir, policy, prep)
-    if onnx:
+    if onnx or int8:
         from .onnx import export_onnx
 
         export_onnx(model, target / "onnx", prep.input_size, policy, preprocessing=prep)
+    if int8:
+        from .onnx import quantize_onnx
+
+        batches = _calibration_batches(run, calibration_images)
+        quantize_onnx(target / "onnx", target / "onnx_int8", batches)
     return target

@@ -99,3 +99,43 @@ def test_export_with_onnx_runs_in_onnx_runtime(guaranteed_run: Path, tmp_path: P
     images = torch.stack([splits.test[i][0] for i in range(7)])
     out = EarlyExitSession(target / "onnx").run(images.numpy())
     assert out["logits"].shape == (7, 10) and out["exit_index"].shape == (7,)
+
+
+@pytest.mark.slow
+def test_export_with_int8_runs_in_onnx_runtime(guaranteed_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason="the optional onnx extra")
+    import onnx
+
+    from adanet.data import digits_datasets
+    from adanet.onnx import EarlyExitSession
+
+    target = tmp_path / "model"
+    command = ["export", "--save", str(guaranteed_run), "--to", str(target), "--int8"]
+    assert cli.main([*command, "--calibration-images", "64"]) == 0
+    manifest = json.loads((target / "onnx_int8" / "manifest.json").read_text())
+    assert manifest["quantization"]["calibration_images"] == 64
+    kinds = {
+        node.op_type for node in onnx.load(str(target / "onnx_int8" / "stage_0.onnx")).graph.node
+    }
+    assert "DequantizeLinear" in kinds
+    splits = digits_datasets(seed=0, use_valid=True)
+    images = torch.stack([splits.test[i][0] for i in range(7)])
+    # The shipped session runs the int8 stages as it runs the fp32 ones (--int8 implies --onnx).
+    out = EarlyExitSession(target / "onnx_int8").run(images.numpy())
+    assert out["logits"].shape == (7, 10) and out["exit_index"].shape == (7,)
+    fp32 = EarlyExitSession(target / "onnx").run(images.numpy())
+    assert fp32["logits"].shape == (7, 10)
+
+
+def test_a_bad_calibration_count_is_rejected_by_the_parser(tmp_path: Path) -> None:
+    command = ["export", "--save", str(tmp_path), "--to", str(tmp_path / "m"), "--int8"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*command, "--calibration-images", "0"])
+    assert exit_info.value.code == 2
+
+
+def test_export_run_refuses_a_bad_calibration_count(tmp_path: Path) -> None:
+    from adanet.run_export import export_run
+
+    with pytest.raises(ValueError, match="calibration_images must be an int >= 1, got 0"):
+        export_run(tmp_path, tmp_path / "m", int8=True, calibration_images=0)

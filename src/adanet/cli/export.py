@@ -3,7 +3,8 @@
 The directory is what :func:`adanet.save_pretrained` writes (config, weights, the budgeted
 policy nearest ``--p``, costs, preprocessing, checksums); :func:`adanet.load_pretrained`
 reads it back. With ``--onnx`` it also holds the ONNX stages, ``manifest.json`` and
-``early_exit_session.py`` under ``onnx/`` (see ``docs/how-to/deploy-onnx.md``).
+``early_exit_session.py`` under ``onnx/`` (see ``docs/how-to/deploy-onnx.md``); with ``--int8``
+also their int8 copy under ``onnx_int8/``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from ..distributed import DistributedContext
 from .console import Printer
 from .errors import CLIError
-from .options import finite_float
+from .options import finite_float, int_at_least
 
 __all__ = ["NAME", "register", "run"]
 
@@ -28,7 +29,8 @@ def register(commands: Any) -> None:
         NAME,
         help="turn a run folder into a model directory (load_pretrained, ONNX)",
         description="Write the run in --save as a self-contained model directory that "
-        "adanet.load_pretrained reads; with --onnx also the ONNX Runtime early-exit files.",
+        "adanet.load_pretrained reads; with --onnx also the ONNX Runtime early-exit files, "
+        "with --int8 their int8 copy too.",
     )
     parser.add_argument("--save", required=True, metavar="RUN", help="run folder to export")
     parser.add_argument("--to", required=True, metavar="DIR", help="model directory to write")
@@ -36,6 +38,19 @@ def register(commands: Any) -> None:
         "--onnx",
         action="store_true",
         help="also export ONNX stages and early_exit_session.py (needs the onnx extra)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write int8 ONNX stages into onnx_int8/, calibrated on training images of the "
+        "run's dataset (implies --onnx; needs the onnx extra)",
+    )
+    parser.add_argument(
+        "--calibration-images",
+        default=256,
+        type=int_at_least(1),
+        metavar="N",
+        help="training images that calibrate the --int8 stages (default 256)",
     )
     parser.add_argument(
         "--p",
@@ -73,13 +88,24 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
             f"{target} is not empty; pass --overwrite to replace its model files, or another --to"
         )
     try:
-        written = export_run(args.save, target, args.onnx, p=args.p)
+        written = export_run(
+            args.save,
+            target,
+            args.onnx,
+            p=args.p,
+            int8=args.int8,
+            calibration_images=args.calibration_images,
+        )
     except FileNotFoundError as error:
         raise CLIError(str(error)) from None
     except (PretrainedError, ValueError) as error:
         # PretrainedError (an unreadable run) is a ValueError, as is a policy that does not fit.
         raise CLIError(f"cannot export {args.save}: {error}") from None
     except ImportError as error:
-        raise CLIError(f"--onnx: {error}") from None
-    say(f"wrote {written}" + (f" (ONNX files in {written / 'onnx'})" if args.onnx else ""))
+        raise CLIError(f"--{'int8' if args.int8 else 'onnx'}: {error}") from None
+    where = ""
+    if args.onnx or args.int8:
+        where = f" (ONNX files in {written / 'onnx'}"
+        where += f", int8 in {written / 'onnx_int8'})" if args.int8 else ")"
+    say(f"wrote {written}{where}")
     return 0

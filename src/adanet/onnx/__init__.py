@@ -2,6 +2,9 @@
 
 * :func:`export_onnx` writes one ``.onnx`` file per exit stage (dynamic batch), a
   ``manifest.json`` and a copy of ``early_exit_session.py``; it needs the ``onnx`` extra.
+* :func:`quantize_onnx` writes an int8 copy of such a directory (ONNX Runtime static
+  quantization, calibrated on training images); :class:`OnnxRuntimeNetwork` loads either as
+  an :class:`adanet.EarlyExitNetwork` that :func:`adanet.early_exit` drives.
 * :class:`EarlyExitSession` runs such a directory with real batched early exit; it needs only
   numpy and onnxruntime, and is the very class of the copied ``early_exit_session.py``.
 
@@ -13,11 +16,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .exporter import MANIFEST_FORMAT_VERSION, export_onnx
+from .quantize import quantize_onnx
+from .runtime_network import OnnxRuntimeNetwork
 
 if TYPE_CHECKING:
     from .early_exit_session import EarlyExitSession
 
-__all__ = ["MANIFEST_FORMAT_VERSION", "EarlyExitSession", "export_onnx"]
+__all__ = [
+    "MANIFEST_FORMAT_VERSION",
+    "EarlyExitSession",
+    "OnnxRuntimeNetwork",
+    "export_onnx",
+    "quantize_onnx",
+]
 
 
 def __getattr__(name: str) -> Any:
