@@ -81,7 +81,7 @@ def _model(name: str) -> adanet.EarlyExitNetwork:
 @pytest.mark.parametrize("name", sorted(_NETWORKS))
 def test_buffered_outputs_equal_the_plain_model(name: str) -> None:
     model = _model(name)
-    optimized = optimize_for_inference(model)
+    optimized = optimize_for_inference(model, dense_buffers=True)
     assert any(
         isinstance(m, (BufferedScaleBlock, BufferedMultiScaleBlock)) for m in optimized.modules()
     )
@@ -115,6 +115,17 @@ def test_every_ranet_and_msdnet_block_is_switched_and_keeps_its_parameters() -> 
     msdnet = _model("msdnet")
     assert use_dense_buffers(msdnet) == len(msdnet.blocks)
     assert all(type(block) is BufferedMultiScaleBlock for block in msdnet.blocks)
+
+
+def test_by_default_only_ranet_blocks_are_buffered() -> None:
+    ranet = optimize_for_inference(_model("ranet"))
+    msdnet = optimize_for_inference(_model("msdnet"))
+    assert any(isinstance(m, BufferedScaleBlock) for m in ranet.modules())
+    assert not any(isinstance(m, BufferedMultiScaleBlock) for m in msdnet.modules())
+    everything = optimize_for_inference(_model("msdnet"), dense_buffers=True)
+    assert all(isinstance(block, BufferedMultiScaleBlock) for block in everything.blocks)
+    switched = use_dense_buffers(_model("ranet"), scale_blocks=False)
+    assert switched == 0
 
 
 def test_subclasses_with_their_own_forward_are_left_alone() -> None:

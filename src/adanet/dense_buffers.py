@@ -308,7 +308,9 @@ def _dense_run(layers: Sequence[MultiScaleDenseLayer], features: list[Tensor]) -
     return [buffer[:, :width] for buffer, width in zip(buffers, widths, strict=True)]
 
 
-def use_dense_buffers(model: nn.Module) -> int:
+def use_dense_buffers(
+    model: nn.Module, *, scale_blocks: bool = True, multiscale_blocks: bool = True
+) -> int:
     """Switch, in place, every RANet :class:`~adanet.ScaleBlock` and every MSDNet block of
     ``model`` to its buffered class (the same modules and parameters; only ``forward``
     changes, and only in eval mode without gradients).
@@ -317,16 +319,18 @@ def use_dense_buffers(model: nn.Module) -> int:
 
     Args:
         model: Typically the copy :func:`adanet.optimize_for_inference` makes.
+        scale_blocks: Switch RANet's :class:`~adanet.ScaleBlock` modules.
+        multiscale_blocks: Switch MSDNet's blocks.
 
     Returns:
         How many blocks were switched.
     """
     switched = 0
     for module in model.modules():
-        if type(module) is ScaleBlock:
+        if scale_blocks and type(module) is ScaleBlock:
             module.__class__ = BufferedScaleBlock
             switched += 1
-        elif type(module) is nn.Sequential and _is_multiscale_block(module):
+        elif multiscale_blocks and type(module) is nn.Sequential and _is_multiscale_block(module):
             module.__class__ = BufferedMultiScaleBlock
             switched += 1
     return switched
