@@ -219,3 +219,23 @@ def test_custom_policy_object_runs_through_early_exit(small_model: RANet) -> Non
     assert torch.equal(result.exit_index, policy.simulate(logits))
     chosen = logits[result.exit_index, torch.arange(7)]
     torch.testing.assert_close(result.logits, chosen, rtol=1e-4, atol=1e-5)
+
+
+class _KnowsItsCosts(RANet):
+    """A network that reports costs instead of having them measured."""
+
+    def known_exit_costs(self, image_shape: tuple[int, ...], convention: str) -> list[float]:
+        assert tuple(image_shape) == (3, 32, 32) and convention == "actual"
+        return [float(10 * (k + 1)) for k in range(self.num_exits)]
+
+
+def test_early_exit_charges_the_costs_a_network_knows_and_measures_the_others() -> None:
+    config = RANetConfig(num_blocks=1, block_step=1, step=2)
+    knows = _KnowsItsCosts(config).eval()
+    x = torch.randn(4, 3, 32, 32)
+    everybody_last = EarlyExitPolicy([INF] * knows.num_exits)
+    assert early_exit(knows, x, everybody_last).mean_cost == 10.0 * knows.num_exits
+    plain = RANet(config).eval()
+    assert plain.known_exit_costs((3, 32, 32), "actual") is None
+    measured = measure_exit_costs(plain, 32)[-1].macs
+    assert early_exit(plain, x, everybody_last).mean_cost == pytest.approx(measured)

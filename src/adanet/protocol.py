@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -142,6 +143,21 @@ class EarlyExitNetwork(nn.Module, ABC):
         """
 
     # ------------------------------------------------------------------------- input check
+
+    def known_exit_costs(
+        self, image_shape: tuple[int, ...], convention: str
+    ) -> Sequence[float] | None:
+        """Per-exit cumulative costs this network knows without being measured, or ``None``.
+
+        :func:`adanet.early_exit` measures costs with :func:`adanet.measure_exit_costs`
+        unless this gives them; a network whose computation cannot be counted (e.g. stages
+        served by ONNX Runtime) returns the costs recorded for it instead.
+
+        Args:
+            image_shape: ``(C, H, W)`` of the images.
+            convention: ``"actual"`` or ``"reference"``.
+        """
+        return None
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float batch this network accepts.

@@ -129,20 +129,25 @@ class OnnxRuntimeNetwork(EarlyExitNetwork):
         self.min_input_size = min(self.input_shape[1:])
         # The heads run inside the stages; the protocol's heads pass the logits through.
         self.exits = nn.ModuleList(nn.Identity() for _ in entries)
-        self._macs: list[float] = [float(v) for v in self.manifest["costs"]["macs"]]
-        self.register_costs("actual", self._macs)
+        self._known_costs: dict[str, list[float]] = {}
+        self.register_costs("actual", self.manifest["costs"]["macs"])
         self.eval()
 
     def register_costs(self, convention: str, macs: Sequence[float]) -> None:
         """Record the per-exit cumulative costs :func:`adanet.early_exit` charges under
         ``convention`` for this network's input size (it cannot measure them itself)."""
-        from ..inference import _COST_CACHE
-
         values = [float(v) for v in macs]
         if len(values) != self.num_exits:
             raise ValueError(f"expected {self.num_exits} costs, got {len(values)}")
-        cache = _COST_CACHE.setdefault(self, {})
-        cache[(self.input_shape, convention)] = torch.tensor(values, dtype=torch.float64)
+        self._known_costs[convention] = values
+
+    def known_exit_costs(
+        self, image_shape: tuple[int, ...], convention: str
+    ) -> Sequence[float] | None:
+        """The costs :meth:`register_costs` recorded, for the exported input size only."""
+        if tuple(image_shape) != self.input_shape:
+            return None
+        return self._known_costs.get(convention)
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float32 CPU batch of the exported shape.
