@@ -107,7 +107,7 @@ def _pointwise_on_prefix(conv: nn.Conv2d, prefix: Tensor) -> Tensor:
     return out.view(n, h, w, conv.out_channels).permute(0, 3, 1, 2)  # channels-last NCHW
 
 
-def run_on_prefix(module: nn.Module, prefix: Tensor) -> Tensor:
+def _run_on_prefix(module: nn.Module, prefix: Tensor) -> Tensor:
     """``module(prefix)`` where ``prefix`` is a channel prefix (a view) of a buffer.
 
     A leading 1×1 conv reads the prefix in place; anything else gets a contiguous copy
@@ -189,11 +189,7 @@ class BufferedScaleBlock(ScaleBlock):
         if not _active(self, x):
             plain = None if coarse is None else _as_feature_list(coarse)
             return super().forward(x, plain)
-        if self.fused and (coarse is None or len(coarse) < len(self.layers) + 1):
-            got = "none" if coarse is None else str(len(coarse))
-            raise ValueError(
-                f"this fused block needs {len(self.layers) + 1} coarse features, got {got}"
-            )
+        self._check_coarse(coarse)
         layers = [cast(DenseLayer | FusionBlock, layer) for layer in self.layers]
         widths = self.feature_channels
         extra = 0 if self.fuse_last is None else _out_channels(self.fuse_last)
@@ -204,12 +200,12 @@ class BufferedScaleBlock(ScaleBlock):
         buffers = [buffer]
         for j, layer in enumerate(layers):
             prefix = buffer[:, : widths[j]]  # [N, widths[j], H, W], a view
-            fine_new = run_on_prefix(layer.conv, prefix)
+            fine_new = _run_on_prefix(layer.conv, prefix)
             size = fine_new.shape[-2:]
             pieces = [fine_new]
             if isinstance(layer, FusionBlock):
                 assert coarse is not None  # checked above: a fused block has its features
-                coarse_new = run_on_prefix(layer.coarse_conv, _feature(coarse, j))
+                coarse_new = _run_on_prefix(layer.coarse_conv, _feature(coarse, j))
                 pieces = [resize_to(coarse_new, size), fine_new]
             if layer.downsampling:  # the last layer: the input moves to a smaller buffer
                 buffer = _new_buffer(x, full, size)
@@ -217,9 +213,9 @@ class BufferedScaleBlock(ScaleBlock):
                 buffers.append(buffer)
             _write(buffer, widths[j], *pieces)
         if self.fuse_last is not None and coarse is not None:
-            last = run_on_prefix(self.fuse_last, _feature(coarse, len(layers)))
+            last = _run_on_prefix(self.fuse_last, _feature(coarse, len(layers)))
             _write(buffer, widths[-1], resize_to(last, buffer.shape[-2:]))
-        out = buffer if self.transition is None else run_on_prefix(self.transition, buffer)
+        out = buffer if self.transition is None else _run_on_prefix(self.transition, buffer)
         views = [(0, width) for width in widths]
         if last_downsamples:
             views[-1] = (1, widths[-1])
@@ -299,10 +295,10 @@ def _dense_run(layers: Sequence[MultiScaleDenseLayer], features: list[Tensor]) -
         for i, module in enumerate(layer.units):
             unit = cast(CrossScaleDenseUnit, module)
             j = i + dropped
-            own = run_on_prefix(unit.conv, buffers[j][:, : before[j]])
+            own = _run_on_prefix(unit.conv, buffers[j][:, : before[j]])
             pieces = [own]
             if unit.down is not None:
-                pieces = [run_on_prefix(unit.down, buffers[j - 1][:, : before[j - 1]]), own]
+                pieces = [_run_on_prefix(unit.down, buffers[j - 1][:, : before[j - 1]]), own]
             widths[j] = _write(buffers[j], before[j], *pieces)
         buffers, widths = buffers[dropped:], widths[dropped:]
     return [buffer[:, :width] for buffer, width in zip(buffers, widths, strict=True)]

@@ -142,8 +142,6 @@ class EarlyExitNetwork(nn.Module, ABC):
             The feature map that ``exits[exit_index]`` classifies, and the new state.
         """
 
-    # ------------------------------------------------------------------------- input check
-
     def known_exit_costs(
         self, image_shape: tuple[int, ...], convention: str
     ) -> Sequence[float] | None:
@@ -158,6 +156,8 @@ class EarlyExitNetwork(nn.Module, ABC):
             convention: ``"actual"`` or ``"reference"``.
         """
         return None
+
+    # ------------------------------------------------------------------------- input check
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float batch this network accepts.

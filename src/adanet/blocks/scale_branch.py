@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Any, cast
 
 import torch
@@ -147,6 +147,14 @@ class ScaleBlock(nn.Module):
             channels = reduced
         self.out_channels = channels
 
+    def _check_coarse(self, coarse: Sized | None) -> None:
+        # A fused block reads the coarser block's input and each of its layers' outputs.
+        if self.fused and (coarse is None or len(coarse) < len(self.layers) + 1):
+            got = "none" if coarse is None else str(len(coarse))
+            raise ValueError(
+                f"this fused block needs {len(self.layers) + 1} coarse features, got {got}"
+            )
+
     def forward(
         self, x: Tensor, coarse: Sequence[Feature] | None = None
     ) -> tuple[Tensor, list[Feature]]:
@@ -161,11 +169,7 @@ class ScaleBlock(nn.Module):
             output. In memory-efficient training a feature may be a list of channel pieces
             (see :func:`~adanet.blocks.as_tensor`).
         """
-        if self.fused and (coarse is None or len(coarse) < len(self.layers) + 1):
-            got = "none" if coarse is None else str(len(coarse))
-            raise ValueError(
-                f"this fused block needs {len(self.layers) + 1} coarse features, got {got}"
-            )
+        self._check_coarse(coarse)
         if efficient_training(self.memory_efficient, self):
             return self._forward_in_pieces(x, coarse)
         features: list[Feature] = [x]
