@@ -7,6 +7,7 @@ import torch
 
 import adanet
 from adanet import EarlyExitPolicy, RANet, RANetConfig
+from decision_margin import assert_same_decisions, chosen_logits
 
 pytestmark = [
     pytest.mark.cuda,
@@ -113,8 +114,8 @@ def test_early_exit_matches_simulation_on_cuda(model: RANet, exact_fp32: None) -
     policy = EarlyExitPolicy.calibrate(logits, adanet.geometric_exit_fractions(1.0, 3))
     result = adanet.early_exit(model, x, policy)
     assert result.logits.device.type == "cuda"
-    assert torch.equal(result.exit_index, policy.simulate(logits))
-    chosen = logits[result.exit_index, torch.arange(64, device="cuda")]
+    assert_same_decisions(result.exit_index, policy, logits)
+    chosen = chosen_logits(logits, result.exit_index)
     torch.testing.assert_close(result.logits, chosen, rtol=1e-4, atol=1e-4)
 
 

@@ -16,6 +16,10 @@ import adanet
 from adanet.data import digits_datasets
 from adanet.losses import MultiExitLoss
 from conftest import load_example
+from decision_margin import assert_same_decisions, chosen_logits
+
+# Compares computations that may round differently; run again on another kernel path.
+pytestmark = pytest.mark.numerics
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "custom_network.py"
@@ -88,13 +92,13 @@ def test_early_exit_equals_the_simulation_at_every_exit() -> None:
     expected = policy.simulate(stacked)
     assert set(expected.tolist()) == {0, 1, 2, 3}  # the policy sends samples to every exit
     result = adanet.early_exit(model, x, policy)
-    assert torch.equal(result.exit_index, expected)
-    chosen = stacked[expected, torch.arange(x.shape[0])]
+    assert_same_decisions(result.exit_index, policy, stacked)
+    chosen = chosen_logits(stacked, result.exit_index)
     torch.testing.assert_close(result.logits, chosen, rtol=0, atol=1e-4)
     costs = torch.tensor(
         [c.macs for c in adanet.measure_exit_costs(model, 32)], dtype=torch.float64
     )
-    torch.testing.assert_close(result.cost, costs[expected])
+    torch.testing.assert_close(result.cost, costs[result.exit_index])
 
 
 def test_budgeted_sweep_runs_on_its_logits() -> None:

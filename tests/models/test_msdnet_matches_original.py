@@ -19,7 +19,7 @@ import torch
 from adanet import MSDNet, MSDNetConfig, load_reference_checkpoint, measure_exit_costs
 
 # These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
 
 
 def _load_case(stem: Path) -> tuple[MSDNet, dict[str, Any]]:

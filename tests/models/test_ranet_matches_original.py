@@ -21,7 +21,7 @@ from torch import nn
 import adanet
 
 # These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
 
 
 def _load_case(stem: Path) -> tuple[adanet.RANet, dict[str, Any]]:

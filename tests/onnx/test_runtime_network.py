@@ -11,7 +11,7 @@ import torch
 import adanet
 from adanet.onnx import OnnxRuntimeNetwork
 
-pytestmark = pytest.mark.usefixtures("single_thread")
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
 
 
 @pytest.fixture(scope="module")
