@@ -27,6 +27,7 @@ from _timing import Timing, cpu_description, measure
 
 import adanet
 from adanet import EarlyExitPolicy, RANet, RANetConfig
+from adanet.calibration import calibrate_shares
 
 
 def main() -> None:
@@ -46,7 +47,7 @@ def main() -> None:
     with torch.inference_mode():
         logits = torch.stack(model(x))
     exits = model.num_exits
-    half = EarlyExitPolicy.calibrate(logits, [0.6] + [0.0] * (exits - 2) + [0.4])
+    half = calibrate_shares(logits, [0.6] + [0.0] * (exits - 2) + [0.4])
     never = EarlyExitPolicy([float("inf")] * exits)
 
     def timed(fn: Callable[[], object]) -> Timing:
@@ -94,7 +95,7 @@ def compiled_early(
     """Compile an optimized copy for early exit; print its compile time and speed."""
     compiled = adanet.optimize_for_inference(model)
     start = time.perf_counter()
-    adanet.compile_for_early_exit(compiled, x)
+    adanet.deploy.compile_for_early_exit(compiled, x)
     with torch.inference_mode():
         adanet.early_exit(compiled, x, policy, costs=costs)
         seconds = time.perf_counter() - start

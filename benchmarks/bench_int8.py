@@ -1,4 +1,5 @@
-"""int8 early exit on the CPU (``adanet.quantize_for_inference``) against the fp32 optimized model.
+"""int8 early exit on the CPU (``adanet.deploy.quantize_for_inference``) against the fp32
+optimized model.
 
 Two models, each timed side by side in one run at batch 1, 64 and 256:
 
@@ -12,7 +13,7 @@ Three implementations of the same network:
 - ``fp32 opt``: ``adanet.optimize_for_inference(model)`` (eager PyTorch, BN folded,
   channels-last), the reference of every ratio;
 - ``ORT fp32``: the fp32 ONNX stages of ``adanet.export_onnx`` in ONNX Runtime
-  (``adanet.onnx.OnnxRuntimeNetwork``), to show how much of the gain is ONNX Runtime and how
+  (``adanet.deploy.onnx.OnnxRuntimeNetwork``), to show how much of the gain is ONNX Runtime and how
   much is int8;
 - ``ORT int8``: what ``quantize_for_inference`` returns (the same stages, quantized).
 
@@ -46,7 +47,8 @@ from _timing import Timing, cpu_description, measure
 
 import adanet
 from adanet import EarlyExitNetwork, EarlyExitPolicy, RANet, RANetConfig
-from adanet.onnx import OnnxRuntimeNetwork, export_onnx, quantize_onnx
+from adanet.calibration import calibrate_shares
+from adanet.deploy.onnx import OnnxRuntimeNetwork, export_onnx, quantize_onnx
 
 BATCHES = (1, 64, 256)
 CALIBRATION_IMAGES = 256
@@ -70,7 +72,7 @@ def train_digits(epochs: int, where: Path) -> Path:
 
 
 def load_run(run: Path, where: Path) -> EarlyExitNetwork:
-    from adanet.run_export import export_run
+    from adanet.cli.run_export import export_run
 
     model = adanet.load_pretrained(export_run(run, where / "model"))
     return model.eval()
@@ -115,7 +117,7 @@ def build(
 
 def policy_60_at_exit_0(logits: list[torch.Tensor]) -> EarlyExitPolicy:
     exits = len(logits)
-    return EarlyExitPolicy.calibrate(logits, [0.6] + [0.0] * (exits - 2) + [0.4])
+    return calibrate_shares(logits, [0.6] + [0.0] * (exits - 2) + [0.4])
 
 
 def show(value: Timing) -> str:

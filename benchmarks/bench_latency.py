@@ -24,7 +24,7 @@ from adanet import RANet, RANetConfig
 
 
 class SendAllTo:
-    """Everybody leaves at one exit (written here, independent of adanet.latency)."""
+    """Everybody leaves at one exit (written here, independent of adanet.measure.latency)."""
 
     def __init__(self, exit_index: int, num_exits: int) -> None:
         self.exit_index, self.num_exits = exit_index, num_exits

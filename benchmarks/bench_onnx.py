@@ -26,7 +26,8 @@ from _timing import Timing, cpu_description, measure
 
 import adanet
 from adanet import EarlyExitPolicy, RANet, RANetConfig
-from adanet.onnx import EarlyExitSession, export_onnx
+from adanet.calibration import calibrate_shares
+from adanet.deploy.onnx import EarlyExitSession, export_onnx
 
 
 def show(label: str, value: Timing) -> str:
@@ -59,7 +60,7 @@ def main() -> None:
     with torch.inference_mode():
         logits = torch.stack(model(calibration))
     policies = {
-        "60% at exit 0": EarlyExitPolicy.calibrate(logits, [0.6] + [0.0] * (exits - 2) + [0.4]),
+        "60% at exit 0": calibrate_shares(logits, [0.6] + [0.0] * (exits - 2) + [0.4]),
         "nobody early": EarlyExitPolicy([float("inf")] * exits),
     }
     costs = [c.macs for c in adanet.measure_exit_costs(model, 32)]

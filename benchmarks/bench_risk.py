@@ -3,7 +3,8 @@
 Fixed all-exit logits (synthetic, early exits often right; or ``--logits FILE`` holding a
 ``(logits [exits, N, classes], targets [N])`` tuple saved with ``torch.save``, e.g. from
 ``adanet.evaluate_anytime`` on a trained network) are split at random into calibration and
-test halves. For each method of ``adanet.calibrate_risk`` it prints the share of splits where
+test halves. For each method of ``adanet.calibration.calibrate_risk`` it prints the share of
+splits where
 the test accuracy drop exceeded eps, the mean drop, and the mean cost relative to the last exit.
 ``ltt`` promises a violation rate of at most delta, ``crc`` a mean drop of at most eps;
 ``naive`` promises nothing.
@@ -50,8 +51,13 @@ def run(logits: Tensor, targets: Tensor, costs: list[float], args: argparse.Name
             order = torch.randperm(num, generator=gen)
             cal, test = order[: num // 2], order[num // 2 :]
             start = time.perf_counter()
-            policy = adanet.calibrate_risk(
-                logits[:, cal], targets[cal], args.eps, args.delta, method, costs=costs
+            policy = adanet.calibration.calibrate_risk(
+                logits[:, cal],
+                targets[cal],
+                max_accuracy_drop=args.eps,
+                delta=args.delta,
+                method=method,
+                costs=costs,
             )
             elapsed += time.perf_counter() - start
             exits = policy.simulate(logits[:, test])

@@ -77,7 +77,7 @@ def _training_setup(
     torch.manual_seed(0)
     model = RANet(dataclasses.replace(CONFIG, memory_efficient=memory_efficient)).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    loss_fn = adanet.MultiExitLoss()
+    loss_fn = adanet.training.MultiExitLoss()
     x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
 
     def step() -> None:
@@ -117,7 +117,7 @@ def training_time_child(threads: int, repeats: int) -> None:
     inputs = []
     for model in (default, efficient):
         xi = x.clone().requires_grad_()
-        adanet.MultiExitLoss()(model(xi), y).backward()
+        adanet.training.MultiExitLoss()(model(xi), y).backward()
         inputs.append(xi.grad)
     pairs = [
         *(

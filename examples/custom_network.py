@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 import adanet
-from adanet import ExitHead, MultiScaleStem, ScaleBlock, ScaleBranch
+from adanet.blocks import ExitHead, MultiScaleStem, ScaleBlock, ScaleBranch
 from adanet.data import build_loaders, digits_datasets
-from adanet.losses import MultiExitLoss
+from adanet.training.losses import MultiExitLoss
 
 
 class TinyMultiScaleNet(adanet.EarlyExitNetwork):
@@ -72,7 +72,7 @@ class TinyMultiScaleNet(adanet.EarlyExitNetwork):
         return x, {**state, "x": x, "fine": None}  # None: select_samples passes it along
 
 
-@adanet.register_model(name="tiny_multiscale")
+@adanet.models.register_model(name="tiny_multiscale")
 def tiny_multiscale(**overrides: Any) -> TinyMultiScaleNet:
     """``TinyMultiScaleNet`` by name: ``adanet.create_model("tiny_multiscale", num_classes=5)``."""
     return TinyMultiScaleNet(**overrides)
@@ -141,7 +141,7 @@ def main(epochs: int = 1) -> None:
 
     # 4. A policy calibrated on the validation split for half the last exit's cost, run for
     #    real: samples leave the network and stop costing anything.
-    policy = adanet.EarlyExitPolicy.calibrate_for_cost(val.logits, macs, 0.5 * macs[-1])
+    policy = adanet.calibration.calibrate_for_cost(val.logits, macs, 0.5 * macs[-1])
     images, targets = next(iter(loaders.test))
     result = adanet.early_exit(model.eval(), images, policy, costs=macs)
     hits = int((result.logits.argmax(dim=1) == targets).sum())

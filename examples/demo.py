@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from adanet.cli import main as adanet_main
-from adanet.report import cheapest_within
-from adanet.run_folder import write_text_atomic
+from adanet.cli.report import cheapest_within
+from adanet.cli.run_folder import write_text_atomic
 
 RUN = Path("runs/demo")
 

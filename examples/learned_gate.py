@@ -5,7 +5,7 @@ for every exit but the last, a logistic regression on a few features of that exi
 (the sorted top probabilities and the normalised entropy) that predicts whether the exit
 already gives the same answer as the last exit. A sample leaves when the gate's probability
 reaches ``min_agreement``. The gate is a plain Python class: it follows the
-:class:`adanet.ExitPolicy` protocol (``num_exits``, ``initial_state``, ``step``, ``simulate``)
+:class:`adanet.ExitDecider` protocol (``num_exits``, ``initial_state``, ``step``, ``simulate``)
 without subclassing anything, so :func:`adanet.early_exit`, :func:`adanet.evaluate_policy`
 and :func:`adanet.budgeted_sweep` run it unchanged.
 
@@ -25,7 +25,7 @@ from torch import Tensor
 
 import adanet
 from adanet.data import build_loaders, digits_datasets
-from adanet.losses import MultiExitLoss
+from adanet.training.losses import MultiExitLoss
 
 TOP_K = 3
 
@@ -130,7 +130,7 @@ def main(epochs: int = 3, min_agreement: float = 0.9) -> dict[str, float]:
     gate = LearnedGate.fit(val.logits, min_agreement=min_agreement)
     gated = adanet.evaluate_policy(model, loaders.test, gate, costs=macs, baselines=False)
     budget = max(gated.mean_cost, macs[0])
-    thresholds = adanet.EarlyExitPolicy.calibrate_for_cost(val.logits, macs, budget)
+    thresholds = adanet.calibration.calibrate_for_cost(val.logits, macs, budget)
     plain = adanet.evaluate_policy(model, loaders.test, thresholds, costs=macs, baselines=False)
     out = {
         "gate_accuracy": gated.accuracy,

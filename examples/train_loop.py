@@ -17,9 +17,9 @@ import torch
 
 from adanet import RANet, RANetConfig, budgeted_sweep, early_exit
 from adanet.data import build_datasets, build_loaders
-from adanet.evaluation import evaluate_anytime
-from adanet.losses import MultiExitLoss
+from adanet.measure.evaluation import evaluate_anytime
 from adanet.training import learning_rate_at, set_learning_rate
+from adanet.training.losses import MultiExitLoss
 
 
 def main() -> None:

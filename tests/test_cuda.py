@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import adanet
-from adanet import EarlyExitPolicy, RANet, RANetConfig
+from adanet import RANet, RANetConfig
+from adanet.calibration import calibrate_shares
 from decision_margin import assert_same_decisions, chosen_logits
 
 pytestmark = [
@@ -52,7 +53,7 @@ def test_autocast_channels_last_training_step(model: RANet, dtype: torch.dtype) 
     y = torch.randint(0, 10, (8,), device="cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     with torch.autocast("cuda", dtype=dtype):
-        loss = adanet.MultiExitLoss()(model(x), y)
+        loss = adanet.training.MultiExitLoss()(model(x), y)
     scaler.scale(loss).backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
@@ -68,7 +69,7 @@ def test_a_few_training_steps_lower_the_loss_on_a_fixed_batch(
     y = torch.randint(0, 10, (32,), device="cuda", generator=generator)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    loss_fn = adanet.MultiExitLoss()
+    loss_fn = adanet.training.MultiExitLoss()
     losses = []
     for _ in range(30):
         with torch.autocast("cuda", dtype=dtype):
@@ -91,7 +92,7 @@ def test_bf16_early_exit_agrees_with_fp32(model: RANet, exact_fp32: None) -> Non
     costs = [c.macs for c in adanet.measure_exit_costs(model, 32)]
     with torch.inference_mode():
         logits = torch.stack(model(x)).float()  # [exits, N, classes], fp32
-    policy = EarlyExitPolicy.calibrate(logits, adanet.geometric_exit_fractions(1.0, 3))
+    policy = calibrate_shares(logits, adanet.geometric_exit_fractions(1.0, 3))
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         result = adanet.early_exit(model, x, policy, costs=costs)
     assert result.logits.device.type == "cuda"
@@ -111,7 +112,7 @@ def test_early_exit_matches_simulation_on_cuda(model: RANet, exact_fp32: None) -
     x = torch.randn(64, 3, 32, 32, device="cuda")
     with torch.inference_mode():
         logits = torch.stack(model(x))
-    policy = EarlyExitPolicy.calibrate(logits, adanet.geometric_exit_fractions(1.0, 3))
+    policy = calibrate_shares(logits, adanet.geometric_exit_fractions(1.0, 3))
     result = adanet.early_exit(model, x, policy)
     assert result.logits.device.type == "cuda"
     assert_same_decisions(result.exit_index, policy, logits)

@@ -14,9 +14,6 @@ from pathlib import Path
 
 import pytest
 
-# Compares computations that may round differently; run again on another kernel path.
-pytestmark = pytest.mark.numerics
-
 CONFTEST = Path(__file__).resolve().parent / "conftest.py"
 
 _TESTS = """

@@ -1,52 +1,46 @@
 """adanet: adaptive-inference building blocks for PyTorch.
 
-Compose multi-resolution early-exit networks from :mod:`adanet.blocks` or use the published
-ones (:class:`RANet`), measure what each exit costs, calibrate an
-:class:`EarlyExitPolicy`, and run real batched early exit with :func:`early_exit`.
+Build a multi-resolution early-exit network (:class:`RANet`, :class:`MSDNet`, or your own
+from :mod:`adanet.blocks` on :class:`EarlyExitNetwork`), measure what each exit costs,
+calibrate an :class:`EarlyExitPolicy`, and run real batched early exit with
+:func:`early_exit`. The root holds what a first hour needs; everything else lives in its
+subpackage:
+
+* :mod:`adanet.blocks`: the layers networks are built from.
+* :mod:`adanet.models`: the protocol, the published networks, the architecture registry.
+* :mod:`adanet.policies`: exit policies and the protocol they follow.
+* :mod:`adanet.calibration`: calibrating policies (shares, cost, risk, temperatures) and the
+  budgeted sweep.
+* :mod:`adanet.costs`: what each exit costs in MACs and parameters.
+* :mod:`adanet.inference`: early exit and the static baselines.
+* :mod:`adanet.measure`: wall time and accuracy.
+* :mod:`adanet.deploy`: optimized copies, model directories, ``torch.export``, ONNX, int8.
+* :mod:`adanet.training`, :mod:`adanet.data`, :mod:`adanet.compat` (the original
+  implementations' files) and :mod:`adanet.cli` (the ``adanet`` command).
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 
-from . import data, losses
-from .blocks import (
-    CrossScaleDenseUnit,
-    DenseLayer,
-    ExitHead,
-    FusionBlock,
-    MultiScaleDenseLayer,
-    MultiScaleStem,
-    MultiScaleTransition,
-    ScaleBlock,
-    ScaleBranch,
-)
-from .budgeted import BudgetRecord, budgeted_sweep
-from .checkpoint import CheckpointError, load_reference_checkpoint, save_atomic
-from .costs import ExitCost, measure_exit_costs
-from .evaluation import (
-    AnytimeEvaluation,
-    AnytimeRecord,
-    PolicyEvaluation,
-    evaluate_anytime,
-    evaluate_policy,
-)
-from .exit_policy import ExitPolicy
-from .export import ExportedEarlyExit, export_stages
-from .factory import create_model, list_models, register_model
-from .feature_info import FeatureInfo
-from .inference import EarlyExitResult, early_exit
-from .latency import measure_exit_latency
-from .losses import MultiExitLoss
-from .models import MSDNet, MSDNetConfig, RANet, RANetConfig
-from .onnx import export_onnx
-from .optimize import compile_for_early_exit, optimize_for_inference
-from .patience import PatienceExitPolicy
-from .policy import EarlyExitPolicy, geometric_exit_fractions
-from .pretrained import load_pretrained, save_pretrained
-from .pretrained_cfg import PretrainedCfg
-from .protocol import EarlyExitNetwork, select_samples
-from .quantize import quantize_for_inference
-from .risk import calibrate, calibrate_risk
-from .temperature import fit_temperatures
+from adanet.calibration.budgeted import budgeted_sweep
+from adanet.calibration.shares import calibrate_shares, geometric_exit_fractions
+from adanet.costs.counting import measure_exit_costs
+from adanet.deploy.model_dir import load_pretrained, save_pretrained
+from adanet.deploy.onnx.exporter import export_onnx
+from adanet.deploy.optimize import optimize_for_inference
+from adanet.inference.engine import EarlyExitResult, early_exit
+from adanet.measure.evaluation import evaluate_anytime, evaluate_policy
+from adanet.measure.latency import measure_exit_latency
+from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.models.msdnet import MSDNet
+from adanet.models.msdnet_config import MSDNetConfig
+from adanet.models.ranet import RANet
+from adanet.models.ranet_config import RANetConfig
+from adanet.models.registry import create_model, list_models
+from adanet.policies.patience import PatienceExitPolicy
+from adanet.policies.protocol import ExitDecider
+from adanet.policies.threshold import EarlyExitPolicy
 
 try:
     __version__ = version("adanet-torch")
@@ -54,58 +48,57 @@ except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0.0.0+unknown"
 
 __all__ = [
-    "AnytimeEvaluation",
-    "AnytimeRecord",
-    "BudgetRecord",
-    "CheckpointError",
-    "CrossScaleDenseUnit",
-    "DenseLayer",
     "EarlyExitNetwork",
     "EarlyExitPolicy",
     "EarlyExitResult",
-    "ExitCost",
-    "ExitHead",
-    "ExitPolicy",
-    "ExportedEarlyExit",
-    "FeatureInfo",
-    "FusionBlock",
+    "ExitDecider",
     "MSDNet",
     "MSDNetConfig",
-    "MultiExitLoss",
-    "MultiScaleDenseLayer",
-    "MultiScaleStem",
-    "MultiScaleTransition",
     "PatienceExitPolicy",
-    "PolicyEvaluation",
-    "PretrainedCfg",
     "RANet",
     "RANetConfig",
-    "ScaleBlock",
-    "ScaleBranch",
     "__version__",
     "budgeted_sweep",
-    "calibrate",
-    "calibrate_risk",
-    "compile_for_early_exit",
+    "calibrate_shares",
     "create_model",
-    "data",
     "early_exit",
     "evaluate_anytime",
     "evaluate_policy",
     "export_onnx",
-    "export_stages",
-    "fit_temperatures",
     "geometric_exit_fractions",
     "list_models",
     "load_pretrained",
-    "load_reference_checkpoint",
-    "losses",
     "measure_exit_costs",
     "measure_exit_latency",
     "optimize_for_inference",
-    "quantize_for_inference",
-    "register_model",
-    "save_atomic",
     "save_pretrained",
-    "select_samples",
 ]
+
+# The subpackages, reachable as attributes (``adanet.calibration.calibrate_risk``) without an
+# import of their own; each is loaded on first access.
+_SUBPACKAGES = frozenset(
+    (
+        "blocks",
+        "calibration",
+        "cli",
+        "compat",
+        "costs",
+        "data",
+        "deploy",
+        "inference",
+        "measure",
+        "models",
+        "policies",
+        "training",
+    )
+)
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"adanet.{name}")
+    raise AttributeError(f"module 'adanet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*__all__, *_SUBPACKAGES})

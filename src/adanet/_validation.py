@@ -1,12 +1,33 @@
-"""Small checks shared by the configs, so every bad value gets the same kind of message."""
+"""The checks every public function runs on its arguments, so each bad value gets the same
+kind of message: a ``TypeError`` or ``ValueError`` naming the value and what is allowed.
+
+* ``require_*``: ints, bools, fractions and choices.
+* :func:`parse_input_size`: the one reading of an ``input_size`` argument (``S``, ``(H, W)`` or
+  ``(C, H, W)``).
+* :func:`check_costs`: per-exit cumulative costs (MACs, seconds, anything cumulative), so a
+  NaN or negative cost can never turn into a NaN or negative mean cost.
+* :func:`check_targets`: class-index targets. Accuracy is ``(prediction == target).mean()``;
+  a target tensor of the wrong shape broadcasts (``[N, 1]`` against ``[N]`` gives an
+  ``[N, N]`` comparison and an "accuracy" above 1), and float, bool or out-of-range targets
+  are silently never (or wrongly) matched, so every scoring function checks its targets here.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+from torch import Tensor
+
 __all__ = [
+    "check_costs",
+    "check_targets",
+    "parse_input_size",
+    "require_bool",
     "require_choice",
     "require_fraction",
     "require_int",
@@ -64,3 +85,146 @@ def require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def require_bool(name: str, value: Any) -> None:
+    """Raise unless ``value`` is a ``bool``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {value!r}")
+
+
+def parse_input_size(
+    input_size: Any, channels: int | None = None, name: str = "input_size"
+) -> tuple[int, ...]:
+    """The one reading of an image-size argument.
+
+    Args:
+        input_size: ``S`` (square), ``(H, W)`` or ``(C, H, W)``, with ints >= 1 (a
+            ``torch.Size`` counts as a tuple).
+        channels: The channel count to fill in for ``S`` and ``(H, W)``; ``None`` returns
+            ``(H, W)`` and accepts ``(C, H, W)`` only to drop ``C``.
+        name: How the argument is called in error messages.
+
+    Returns:
+        ``(C, H, W)`` when ``channels`` is given, else ``(H, W)``.
+
+    Raises:
+        TypeError: Not an int or a sequence of ints (bools, floats and strings included).
+        ValueError: Other than 2 or 3 values, a value below 1, or a ``C`` that
+            differs from ``channels``.
+    """
+    allowed = "an int S (square images), (H, W) or (C, H, W), with ints >= 1"
+    if isinstance(input_size, bool):
+        raise TypeError(f"{name} must be {allowed}, got {input_size!r}")
+    if isinstance(input_size, int):
+        size: tuple[Any, ...] = (input_size, input_size)
+    elif isinstance(input_size, (tuple, list, torch.Size)):
+        size = tuple(input_size)
+    else:
+        raise TypeError(f"{name} must be {allowed}, got {input_size!r}")
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in size):
+        raise TypeError(f"{name} must be {allowed}, got {input_size!r}")
+    if len(size) not in (2, 3) or any(v < 1 for v in size):
+        raise ValueError(f"{name} must be {allowed}, got {input_size!r}")
+    if len(size) == 3 and channels is not None and size[0] != channels:
+        raise ValueError(f"{name} {input_size!r} has {size[0]} channels; the model has {channels}")
+    height_width = size[-2:]
+    return height_width if channels is None else (channels, *height_width)
+
+
+def _is_number(value: object) -> bool:
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex()
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_costs(
+    costs: Sequence[float] | Tensor, num_exits: int, name: str = "costs"
+) -> list[float]:
+    """Validates cumulative per-exit costs.
+
+    Args:
+        costs: ``costs[k]`` is what one sample pays when it leaves at exit ``k``: MACs from
+            :func:`adanet.measure_exit_costs`, seconds from :func:`adanet.measure_exit_latency`,
+            or any other cumulative unit. A sequence of numbers or a 1-D tensor.
+        num_exits: Number of exits the costs must cover.
+        name: How the costs are called in error messages.
+
+    Returns:
+        The costs as Python floats.
+
+    Raises:
+        TypeError: If ``costs`` is a string or holds something that is not a number.
+        ValueError: If there is not one cost per exit, a cost is NaN, infinite or negative, or
+            the costs decrease from one exit to the next.
+    """
+    if isinstance(costs, str | bytes):
+        raise TypeError(f"{name} must be a sequence of numbers, got the string {costs!r}")
+    if isinstance(costs, Tensor):
+        if costs.ndim != 1:
+            raise ValueError(f"{name} must be 1-D (one cost per exit), got {tuple(costs.shape)}")
+        values = [float(c) for c in costs.tolist()]
+    else:
+        try:
+            items = list(costs)
+        except TypeError as exc:
+            raise TypeError(f"{name} must be a sequence of numbers, got {costs!r}") from exc
+        if any(not _is_number(c) for c in items):
+            raise TypeError(f"{name} must hold numbers, got {items!r}")
+        values = [float(c) for c in items]
+    if len(values) != num_exits:
+        raise ValueError(f"{name} has {len(values)} entries but there are {num_exits} exits")
+    if any(not math.isfinite(c) or c < 0.0 for c in values):
+        raise ValueError(f"{name} must be finite and non-negative, got {values}")
+    if any(b < a for a, b in itertools.pairwise(values)):
+        raise ValueError(
+            f"{name} must be cumulative (non-decreasing from one exit to the next), got {values}"
+        )
+    return values
+
+
+def check_targets(
+    targets: object, num_samples: int, num_classes: int | None, name: str = "targets"
+) -> Tensor:
+    """Validates class-index targets and returns them as an int64 tensor.
+
+    Args:
+        targets: ``[N]`` tensor of class indices, of an integer dtype.
+        num_samples: The number of samples ``N`` the targets must match.
+        num_classes: When given, every target must lie in ``[0, num_classes)``.
+        name: How the targets are called in error messages.
+
+    Returns:
+        The targets as ``int64``, on their own device.
+
+    Raises:
+        TypeError: If ``targets`` is not a tensor, or its dtype is not an integer type (float
+            and bool targets are rejected rather than guessed at).
+        ValueError: If the shape is not ``[num_samples]`` or a value is out of range.
+    """
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(targets)!r}")
+    if targets.dtype == torch.bool or targets.is_floating_point() or targets.is_complex():
+        raise TypeError(
+            f"{name} must have an integer dtype (class indices), got {targets.dtype}; "
+            "convert with .long() if the values are whole class numbers"
+        )
+    if targets.ndim != 1:
+        hint = " (use targets.view(-1) for a [N, 1] tensor)" if targets.ndim == 2 else ""
+        raise ValueError(
+            f"{name} must have shape [N] (one class index per sample), got shape "
+            f"{tuple(targets.shape)}{hint}"
+        )
+    if targets.shape[0] != num_samples:
+        raise ValueError(
+            f"{name} has {targets.shape[0]} samples but the matching logits have {num_samples}"
+        )
+    if num_classes is not None and targets.numel():
+        low, high = int(targets.min()), int(targets.max())
+        if low < 0 or high >= num_classes:
+            bad = low if low < 0 else high
+            raise ValueError(
+                f"{name} holds class index {bad}, outside [0, {num_classes}) for "
+                f"{num_classes}-class logits"
+            )
+    return targets.long()

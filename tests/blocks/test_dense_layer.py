@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from adanet import DenseLayer
+from adanet.blocks import DenseLayer
 
 
 def test_concatenates_input_and_growth() -> None:

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from adanet import ExitHead
+from adanet.blocks import ExitHead
 
 
 @pytest.mark.parametrize("size", [8, 9, 16, 28])

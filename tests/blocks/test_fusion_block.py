@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adanet import FusionBlock
+from adanet.blocks import FusionBlock
 
 
 def test_output_layout_and_upsampling() -> None:

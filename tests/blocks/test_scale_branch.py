@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from adanet import ScaleBlock, ScaleBranch
+from adanet.blocks import ScaleBlock, ScaleBranch
 
 
 def test_plain_block_features_and_transition() -> None:
@@ -56,7 +56,7 @@ def test_branch_rejects_fused_blocks_after_plain_ones() -> None:
 def test_widths_that_reach_zero_are_refused_when_built() -> None:
     import pytest
 
-    from adanet import DenseLayer, ExitHead, ScaleBlock
+    from adanet.blocks import DenseLayer, ExitHead, ScaleBlock
 
     with pytest.raises(ValueError, match=r"reduction=0\.01 keeps floor"):
         ScaleBlock(8, 2, 4, transition=True, reduction=0.01)

@@ -12,16 +12,8 @@ import torch
 from torch import Tensor, nn
 
 import adanet
-from adanet import (
-    DenseLayer,
-    FusionBlock,
-    MSDNet,
-    MSDNetConfig,
-    RANet,
-    RANetConfig,
-    ScaleBlock,
-)
-from adanet.blocks import bottleneck_conv
+from adanet import MSDNet, MSDNetConfig, RANet, RANetConfig
+from adanet.blocks import DenseLayer, FusionBlock, ScaleBlock, bottleneck_conv
 from adanet.blocks._common import as_tensor
 from adanet.blocks._shared_recompute import concat_remembering, pieces_of, run_from_pieces
 
@@ -56,7 +48,7 @@ def _assert_same_training(
 
 def _exit_loss(model: nn.Module, x: Tensor) -> Tensor:
     y = torch.arange(x.shape[0]) % 10
-    loss: Tensor = adanet.MultiExitLoss()(model(x), y)
+    loss: Tensor = adanet.training.MultiExitLoss()(model(x), y)
     return loss
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from adanet import MultiScaleStem
+from adanet.blocks import MultiScaleStem
 
 
 def test_cifar_stem_strides_where_asked() -> None:

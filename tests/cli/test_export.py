@@ -12,7 +12,7 @@ import torch
 
 import adanet
 import adanet.cli as cli
-from adanet.checkpoint import read_state_dict
+from adanet.compat.checkpoints import read_state_dict
 from adanet.training import BEST_MODEL, LAST_CHECKPOINT
 
 
@@ -89,7 +89,7 @@ def test_a_bad_p_is_rejected_by_the_parser(tmp_path: Path) -> None:
 def test_export_with_onnx_runs_in_onnx_runtime(guaranteed_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime", reason="the optional onnx extra")
     from adanet.data import digits_datasets
-    from adanet.onnx import EarlyExitSession
+    from adanet.deploy.onnx import EarlyExitSession
 
     target = tmp_path / "model"
     assert cli.main(["export", "--save", str(guaranteed_run), "--to", str(target), "--onnx"]) == 0
@@ -107,7 +107,7 @@ def test_export_with_int8_runs_in_onnx_runtime(guaranteed_run: Path, tmp_path: P
     import onnx
 
     from adanet.data import digits_datasets
-    from adanet.onnx import EarlyExitSession
+    from adanet.deploy.onnx import EarlyExitSession
 
     target = tmp_path / "model"
     command = ["export", "--save", str(guaranteed_run), "--to", str(target), "--int8"]
@@ -135,7 +135,7 @@ def test_a_bad_calibration_count_is_rejected_by_the_parser(tmp_path: Path) -> No
 
 
 def test_export_run_refuses_a_bad_calibration_count(tmp_path: Path) -> None:
-    from adanet.run_export import export_run
+    from adanet.cli.run_export import export_run
 
     with pytest.raises(ValueError, match="calibration_images must be an int >= 1, got 0"):
         export_run(tmp_path, tmp_path / "m", int8=True, calibration_images=0)

@@ -121,7 +121,7 @@ import torch
 
 
 class EverybodyAtFirstExit:
-    # Follows adanet.ExitPolicy without subclassing anything of adanet's.
+    # Follows adanet.ExitDecider without subclassing anything of adanet's.
     num_exits = 2
 
     def initial_state(self, batch_size, device=None):
@@ -172,7 +172,7 @@ def test_eval_runs_a_policy_object_or_factory(
         ("nope.json", "no such file"),
         ("no_such_module_xyz:thing", "cannot import"),
         ("{module}:missing", "has no attribute"),
-        ("{module}:NOT_A_POLICY", "must be an ExitPolicy"),
+        ("{module}:NOT_A_POLICY", "must be an ExitDecider"),
         ("{module}:broken", "no policy today"),
         ("just-a-word", "package.module:name"),
     ],

@@ -3,16 +3,11 @@ deprecated adanet.reference_args shim."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-from typing import Any
-
 import pytest
-from torch import Tensor, nn
+from torch import nn
 
 import adanet
 from adanet import compat
-from adanet.compat import reference_costs
 
 
 def test_each_network_and_its_config_find_their_format() -> None:
@@ -39,42 +34,9 @@ def test_registering_twice_or_something_else_is_refused() -> None:
         compat.register_reference_format({"arch": "x"})  # type: ignore[arg-type]
 
 
-class _MyReLU(nn.ReLU):
-    pass
-
-
-class _Scale(nn.Module):
-    def forward(self, x: Tensor) -> Tensor:
-        return x * 2
-
-
-def test_a_cost_rule_can_be_registered_for_a_module_type(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reference_costs, "_RULES", dict(reference_costs._RULES))
-    assert compat.reference_cost_rule(_Scale()) is None  # counts nothing by default
-
-    def rule(module: nn.Module, x: Tensor, out: Tensor) -> float:
-        return float(out.numel())
-
-    compat.register_reference_cost_rule(_Scale, rule)
-    assert compat.reference_cost_rule(_Scale()) is rule
-    # A subclass without a rule of its own is counted as its base class.
-    assert compat.reference_cost_rule(_MyReLU()) is compat.reference_cost_rule(nn.ReLU())
-    assert compat.reference_cost_rule(nn.ReLU6()) is None  # not a ReLU: the original skips it
-    with pytest.raises(TypeError, match=r"nn\.Module subclass"):
-        compat.register_reference_cost_rule(int, rule)  # type: ignore[arg-type]
-
-
-def test_reference_args_is_a_deprecated_alias_of_compat_args() -> None:
-    sys.modules.pop("adanet.reference_args", None)
-    with pytest.warns(DeprecationWarning, match="adanet.compat.args"):
-        shim: Any = importlib.import_module("adanet.reference_args")
-    assert shim.parse_reference_args is compat.parse_reference_args
-    assert shim.REFERENCE_DATASETS is compat.REFERENCE_DATASETS
-
-
-@pytest.mark.parametrize("config_class", [adanet.RANetConfig, adanet.MSDNetConfig])
-def test_reading_args_from_something_that_is_not_text_or_a_path(config_class: Any) -> None:
+@pytest.mark.parametrize("arch", ["RANet", "msdnet", None])
+def test_reading_args_from_something_that_is_not_text_or_a_path(arch: str | None) -> None:
     with pytest.raises(TypeError, match=r"path of an original args\.txt"):
-        config_class.from_reference_args(123)
+        compat.read_reference_config(123, arch=arch)  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="no args file"):
-        config_class.from_reference_args("missing/args.txt")
+        compat.read_reference_config("missing/args.txt", arch=arch)

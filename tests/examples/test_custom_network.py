@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Subset
 
 import adanet
 from adanet.data import digits_datasets
-from adanet.losses import MultiExitLoss
+from adanet.training.losses import MultiExitLoss
 from conftest import load_example
 from decision_margin import assert_same_decisions, chosen_logits
 
@@ -88,7 +88,7 @@ def test_early_exit_equals_the_simulation_at_every_exit() -> None:
     x = torch.randn(96, 3, 32, 32)
     with torch.no_grad():
         stacked = torch.stack(model(x))  # [exits, N, classes]
-    policy = adanet.EarlyExitPolicy.calibrate(stacked, [0.25, 0.25, 0.25, 0.25])
+    policy = adanet.calibrate_shares(stacked, [0.25, 0.25, 0.25, 0.25])
     expected = policy.simulate(stacked)
     assert set(expected.tolist()) == {0, 1, 2, 3}  # the policy sends samples to every exit
     result = adanet.early_exit(model, x, policy)

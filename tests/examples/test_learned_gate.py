@@ -1,4 +1,4 @@
-"""``examples/learned_gate.py`` runs, and its gate is a working ExitPolicy."""
+"""``examples/learned_gate.py`` runs, and its gate is a working ExitDecider."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_gate_runs_through_early_exit_with_its_own_decisions() -> None:
         logits = torch.stack(model(x))
     # Gates that send about half of the samples out early, fitted on these logits.
     gate = example.LearnedGate.fit(logits, min_agreement=0.5, steps=50)
-    assert isinstance(gate, adanet.ExitPolicy)
+    assert isinstance(gate, adanet.ExitDecider)
     result = adanet.early_exit(model, x, gate, costs=list(range(1, model.num_exits + 1)))
     assert torch.equal(result.exit_index, gate.simulate(logits))
     records = adanet.budgeted_sweep(

@@ -20,7 +20,7 @@ def _one_training_step(model: adanet.EarlyExitNetwork, classes: int) -> None:
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(4, 3, 32, 32), torch.randint(0, classes, (4,))
-    loss = adanet.MultiExitLoss("ce")(model(x), y)
+    loss = adanet.training.MultiExitLoss("ce")(model(x), y)
     optimizer.zero_grad()
     loss.backward()
     assert all(head.classifier.weight.grad is not None for head in model.exits)
@@ -109,7 +109,7 @@ def test_group_norm_and_silu_ranet_builds_trains_and_exits_early() -> None:
     x = torch.randn(16, 3, 32, 32)
     with torch.no_grad():
         logits = torch.stack(model(x))
-    policy = adanet.EarlyExitPolicy.calibrate(
+    policy = adanet.calibrate_shares(
         logits, [0.5] + [0.5 / (model.num_exits - 1)] * (model.num_exits - 1)
     )
     result = adanet.early_exit(model, x, policy)

@@ -11,8 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from adanet import CheckpointError, load_reference_checkpoint, measure_exit_costs, select_samples
-from adanet.compat import reference_format_for
+from adanet import measure_exit_costs
+from adanet.compat import (
+    CheckpointError,
+    load_reference_checkpoint,
+    read_reference_config,
+    reference_format_for,
+)
+from adanet.models import select_samples
 from adanet.models.msdnet import MSDNet
 from adanet.models.msdnet_config import MSDNetConfig
 
@@ -42,7 +48,7 @@ def test_reference_checkpoint_gives_the_original_outputs_params_and_costs(
     reference_dir: Path,
 ) -> None:
     stem = reference_dir / "msdnet" / "cifar100_anytime"
-    config = MSDNetConfig.from_reference_args(stem.with_suffix(".args.txt"))
+    config = read_reference_config(arch="msdnet", path_or_text=stem.with_suffix(".args.txt"))
     model = MSDNet.from_config(config)
     load_reference_checkpoint(model, stem.with_suffix(".pth.tar"))
     io = torch.load(stem.with_suffix(".io.pt"), weights_only=True)
@@ -219,14 +225,6 @@ def test_own_state_dict_keys_survive_translation() -> None:
     translate = _translator(model)
     for key in model.state_dict():
         assert translate(key) == key
-
-
-def test_the_old_translate_method_is_a_deprecated_alias() -> None:
-    model = MSDNet(SMALL)
-    with pytest.warns(DeprecationWarning, match="translate_reference_key"):
-        assert (
-            model.translate_reference_key("classifier.0.linear.bias") == "exits.0.classifier.bias"
-        )
 
 
 def test_reference_checkpoint_for_another_config_is_refused(reference_dir: Path) -> None:

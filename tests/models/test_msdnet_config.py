@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from adanet.compat import read_reference_config
 from adanet.models.msdnet_config import MSDNetConfig
 
 README_CIFAR100_ANYTIME = (
@@ -140,20 +141,22 @@ def test_reduction_zero_builds_no_transition() -> None:
 
 
 def test_from_reference_args_reads_the_readme_command() -> None:
-    config = MSDNetConfig.from_reference_args(README_CIFAR100_ANYTIME)
+    config = read_reference_config(arch="msdnet", path_or_text=README_CIFAR100_ANYTIME)
     assert config == MSDNetConfig.preset("cifar100_anytime")
 
 
 def test_from_reference_args_reads_the_visible_reference_file(reference_dir: Path) -> None:
     path = reference_dir / "msdnet" / "cifar100_anytime.args.txt"
-    assert MSDNetConfig.from_reference_args(path) == MSDNetConfig.preset("cifar100_anytime")
-    assert MSDNetConfig.from_reference_args(str(path)).num_classes == 100
+    assert read_reference_config(arch="msdnet", path_or_text=path) == MSDNetConfig.preset(
+        "cifar100_anytime"
+    )
+    assert read_reference_config(arch="msdnet", path_or_text=str(path)).num_classes == 100
 
 
 def test_from_reference_args_reads_a_written_file(tmp_path: Path) -> None:
     path = tmp_path / "args.txt"
     path.write_text(README_CIFAR100_ANYTIME.replace("cifar100", "cifar10") + "\n")
-    config = MSDNetConfig.from_reference_args(path)
+    config = read_reference_config(arch="msdnet", path_or_text=path)
     assert config == MSDNetConfig.preset("cifar10_anytime")
 
 
@@ -163,11 +166,15 @@ def test_from_reference_args_imagenet_with_string_factors() -> None:
         "nChannels=32, growthRate=16, grFactor='1-2-4-4', bnFactor='1-2-4-4', prune='max', "
         "bottleneck=True, reduction=0.5)"
     )
-    assert MSDNetConfig.from_reference_args(text) == MSDNetConfig.preset("imagenet")
+    assert read_reference_config(arch="msdnet", path_or_text=text) == MSDNetConfig.preset(
+        "imagenet"
+    )
 
 
 def test_from_reference_args_uses_the_original_defaults() -> None:
-    config = MSDNetConfig.from_reference_args("Namespace(arch='msdnet', data='cifar10')")
+    config = read_reference_config(
+        arch="msdnet", path_or_text="Namespace(arch='msdnet', data='cifar10')"
+    )
     # args.py: nBlocks 1, base 4, step 1, nChannels 32, growthRate 6, 1-2-4, prune max; its
     # stepmode default None builds lin_grow blocks.
     assert config.num_blocks == 1
@@ -180,13 +187,13 @@ def test_from_reference_args_uses_the_original_defaults() -> None:
 
 def test_from_reference_args_ignores_extra_bottleneck_factors_as_the_original() -> None:
     text = "Namespace(arch='msdnet', data='cifar10', grFactor='1-2', bnFactor='1-2-4')"
-    assert MSDNetConfig.from_reference_args(text).bottleneck_factors == (1, 2)
+    assert read_reference_config(arch="msdnet", path_or_text=text).bottleneck_factors == (1, 2)
 
 
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("Namespace(arch='RANet', data='cifar10')", "RANetConfig"),
+        ("Namespace(arch='RANet', data='cifar10')", "arch='RANet'"),
         ("Namespace(arch='resnet', data='cifar10')", "not msdnet"),
         ("Namespace(arch='msdnet', data='svhn')", "unknown dataset"),
         ("Namespace(arch='msdnet', data='cifar10', grFactor='1-x-4')", "grFactor"),
@@ -197,12 +204,12 @@ def test_from_reference_args_ignores_extra_bottleneck_factors_as_the_original() 
 )
 def test_from_reference_args_refuses_bad_args(text: str, words: str) -> None:
     with pytest.raises(ValueError, match=words):
-        MSDNetConfig.from_reference_args(text)
+        read_reference_config(arch="msdnet", path_or_text=text)
 
 
 def test_from_reference_args_missing_file() -> None:
     with pytest.raises(FileNotFoundError):
-        MSDNetConfig.from_reference_args("/no/such/args.txt")
+        read_reference_config(arch="msdnet", path_or_text="/no/such/args.txt")
 
 
 # --------------------------------------------------------------------------- JSON, presets

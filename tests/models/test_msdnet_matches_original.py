@@ -16,14 +16,15 @@ from typing import Any
 import pytest
 import torch
 
-from adanet import MSDNet, MSDNetConfig, load_reference_checkpoint, measure_exit_costs
+from adanet import MSDNet, measure_exit_costs
+from adanet.compat import load_reference_checkpoint, read_reference_config
 
 # These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
 pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
 
 
 def _load_case(stem: Path) -> tuple[MSDNet, dict[str, Any]]:
-    config = MSDNetConfig.from_reference_args(f"{stem}.args.txt")
+    config = read_reference_config(arch="msdnet", path_or_text=f"{stem}.args.txt")
     model = MSDNet.from_config(config)
     load_reference_checkpoint(model, f"{stem}.pth.tar")
     io: dict[str, Any] = torch.load(f"{stem}.io.pt", weights_only=True)

@@ -5,12 +5,15 @@ import torch
 
 import adanet
 from adanet import RANet, RANetConfig
+from adanet.compat import read_reference_config
 
 
 def _reference_model(reference_dir: Path) -> tuple[RANet, dict]:
-    config = RANetConfig.from_reference_args(reference_dir / "ranet" / "cifar10.args.txt")
+    config = read_reference_config(
+        arch="RANet", path_or_text=reference_dir / "ranet" / "cifar10.args.txt"
+    )
     model = RANet.from_config(config)
-    adanet.load_reference_checkpoint(model, reference_dir / "ranet" / "cifar10.pth.tar")
+    adanet.compat.load_reference_checkpoint(model, reference_dir / "ranet" / "cifar10.pth.tar")
     io = torch.load(reference_dir / "ranet" / "cifar10.io.pt", weights_only=True)
     return model.eval(), io
 
@@ -78,7 +81,7 @@ def test_feature_info_matches_forward_features() -> None:
     for info, feature in zip(model.feature_info, features, strict=True):
         assert feature.shape[1] == info["num_chs"]
         assert 32 // feature.shape[-1] == info["reduction"]
-        assert isinstance(model.get_submodule(info["module"]), adanet.ScaleBlock)
+        assert isinstance(model.get_submodule(info["module"]), adanet.blocks.ScaleBlock)
     for a, b in zip(logits, direct, strict=True):
         torch.testing.assert_close(a, b)
 

@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 
 from adanet import RANetConfig
+from adanet.compat import read_reference_config
 
 REFERENCE_LINE = (
     "Namespace(arch='RANet', batch_size=64, block_step=2, bnAfter=True, bnFactor=[4, 2, 1], "
@@ -59,18 +60,18 @@ def test_derived_values() -> None:
 
 
 def test_from_reference_args_text_and_file(tmp_path: Any) -> None:
-    config = RANetConfig.from_reference_args(REFERENCE_LINE)
+    config = read_reference_config(arch="RANet", path_or_text=REFERENCE_LINE)
     assert config == RANetConfig(step=2, step_mode="lg", num_classes=100, growth_factors=(4, 2, 1))
     path = tmp_path / "args.txt"
     path.write_text(REFERENCE_LINE + "\n")
-    assert RANetConfig.from_reference_args(path) == config
-    assert RANetConfig.from_reference_args(str(path)) == config
+    assert read_reference_config(arch="RANet", path_or_text=path) == config
+    assert read_reference_config(arch="RANet", path_or_text=str(path)) == config
 
 
 def test_from_reference_args_accepts_unparsed_factor_strings() -> None:
     line = "Namespace(arch='RANet', data='ImageNet', grFactor='4-2-2-1', bnFactor='4-2-2-1', "
     line += "scale_list='1-2-3-4', nChannels=64, growthRate=16, step=8)"
-    config = RANetConfig.from_reference_args(line)
+    config = read_reference_config(arch="RANet", path_or_text=line)
     assert config == RANetConfig.preset("imagenet")
 
 
@@ -78,7 +79,7 @@ def test_from_reference_args_accepts_unparsed_factor_strings() -> None:
     ("line", "pattern"),
     [
         ("Namespace(arch='RANet', data='svhn')", "unknown dataset data='svhn'"),
-        ("Namespace(arch='msdnet', data='cifar10')", "MSDNetConfig"),
+        ("Namespace(arch='msdnet', data='cifar10')", "arch='msdnet'"),
         ("Namespace(arch='RANet', stepmode='log')", "step_mode"),
         ("Namespace(arch='RANet', grFactor='4-x-1')", "grFactor must look like"),
         ("Namespace(arch=__import__('os').getcwd())", "not a Python literal"),
@@ -88,17 +89,19 @@ def test_from_reference_args_accepts_unparsed_factor_strings() -> None:
 )
 def test_from_reference_args_errors(line: str, pattern: str) -> None:
     with pytest.raises(ValueError, match=pattern):
-        RANetConfig.from_reference_args(line)
+        read_reference_config(arch="RANet", path_or_text=line)
 
 
 def test_from_reference_args_reads_adanets_digits_runs() -> None:
-    config = RANetConfig.from_reference_args("Namespace(arch='RANet', data='digits')")
+    config = read_reference_config(
+        arch="RANet", path_or_text="Namespace(arch='RANet', data='digits')"
+    )
     assert (config.variant, config.num_classes) == ("cifar", 10)
 
 
 def test_missing_args_file(tmp_path: Any) -> None:
     with pytest.raises(FileNotFoundError, match="no args file"):
-        RANetConfig.from_reference_args(tmp_path / "missing.txt")
+        read_reference_config(arch="RANet", path_or_text=tmp_path / "missing.txt")
 
 
 @pytest.mark.parametrize("name", RANetConfig.preset_names())

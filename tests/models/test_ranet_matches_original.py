@@ -19,15 +19,16 @@ import torch
 from torch import nn
 
 import adanet
+from adanet.compat import read_reference_config
 
 # These nets are small: one intra-op thread is faster, and far faster on a busy CPU.
 pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
 
 
 def _load_case(stem: Path) -> tuple[adanet.RANet, dict[str, Any]]:
-    config = adanet.RANetConfig.from_reference_args(f"{stem}.args.txt")
+    config = read_reference_config(arch="RANet", path_or_text=f"{stem}.args.txt")
     model = adanet.RANet.from_config(config)
-    adanet.load_reference_checkpoint(model, f"{stem}.pth.tar")
+    adanet.compat.load_reference_checkpoint(model, f"{stem}.pth.tar")
     io: dict[str, Any] = torch.load(f"{stem}.io.pt", weights_only=True)
     return model.eval(), io
 

@@ -132,7 +132,7 @@ def test_repeated_level_one_lists_train(case: str) -> None:
     model, size = _build(case)
     model.train()
     x, y = torch.randn(2, 3, size, size), torch.tensor([1, 2])
-    loss = adanet.MultiExitLoss()(model(x), y)
+    loss = adanet.training.MultiExitLoss()(model(x), y)
     loss.backward()  # type: ignore[no-untyped-call]
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation
 
-from .._validation import require_int
+from adanet._validation import require_int
 
 __all__ = [
     "ActivationLayer",

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import require_int
-from ._common import ActivationLayer, NormLayer, as_tensor, bottleneck_conv, resize_to
-from ._shared_recompute import (
+from adanet._validation import require_int
+from adanet.blocks._common import ActivationLayer, NormLayer, as_tensor, bottleneck_conv, resize_to
+from adanet.blocks._shared_recompute import (
     concat_remembering,
     efficient_training,
     pieces_of,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import require_int
-from ._common import ActivationLayer, NormLayer, conv_norm_act
-from ._shared_recompute import pieces_of, run_from_pieces
+from adanet._validation import require_int
+from adanet.blocks._common import ActivationLayer, NormLayer, conv_norm_act
+from adanet.blocks._shared_recompute import pieces_of, run_from_pieces
 
 __all__ = ["ExitHead"]
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._validation import require_int
-from ._common import ActivationLayer, NormLayer, bottleneck_conv, conv_norm_act
-from ._shared_recompute import (
+from adanet._validation import require_int
+from adanet.blocks._common import ActivationLayer, NormLayer, bottleneck_conv, conv_norm_act
+from adanet.blocks._shared_recompute import (
     concat_remembering,
     efficient_training,
     pieces_of,

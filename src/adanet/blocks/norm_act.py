@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import nn
 
-from ._common import ActivationLayer, NormLayer
+from adanet.blocks._common import ActivationLayer, NormLayer
 
 __all__ = [
     "ACT_NAMES",

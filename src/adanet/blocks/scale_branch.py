@@ -9,16 +9,23 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from .._validation import require_int
-from ._common import ActivationLayer, Feature, NormLayer, as_tensor, conv_norm_act, resize_to
-from ._shared_recompute import (
+from adanet._validation import require_int
+from adanet.blocks._common import (
+    ActivationLayer,
+    Feature,
+    NormLayer,
+    as_tensor,
+    conv_norm_act,
+    resize_to,
+)
+from adanet.blocks._shared_recompute import (
     concat_remembering,
     efficient_training,
     pieces_of,
     run_from_pieces,
 )
-from .dense_layer import DenseLayer
-from .fusion_block import FusionBlock
+from adanet.blocks.dense_layer import DenseLayer
+from adanet.blocks.fusion_block import FusionBlock
 
 __all__ = ["ScaleBlock", "ScaleBranch"]
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from ._common import ActivationLayer, NormLayer, conv_norm_act
+from adanet.blocks._common import ActivationLayer, NormLayer, conv_norm_act
 
 __all__ = ["MultiScaleStem"]
 

@@ -45,15 +45,15 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from ..checkpoint import CheckpointError
-from ..distributed import DistributedContext, cleanup_distributed, init_distributed
-from ..run_folder import RunFolderError
-from ..training import NonFiniteLossError
-from . import evaluate, export, train
-from .console import Printer
-from .errors import CLIError
-from .run_evaluation import evaluate_run
-from .spec import build_config, reference_args_line
+from adanet._safe_load import CheckpointError
+from adanet.cli import evaluate, export, train
+from adanet.cli.console import Printer
+from adanet.cli.errors import CLIError
+from adanet.cli.run_evaluation import evaluate_run
+from adanet.cli.run_folder import RunFolderError
+from adanet.cli.spec import build_config, reference_args_line
+from adanet.training import NonFiniteLossError
+from adanet.training.distributed import DistributedContext, cleanup_distributed, init_distributed
 
 __all__ = [
     "COMMANDS",
@@ -73,7 +73,7 @@ _TOP_LEVEL_OPTIONS = ("-h", "--help", "--version")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``adanet`` argument parser with every sub-command of :data:`COMMANDS`."""
-    from .. import __version__
+    from adanet import __version__
 
     parser = argparse.ArgumentParser(
         prog="adanet",

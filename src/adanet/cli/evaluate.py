@@ -18,19 +18,19 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import CheckpointError
-from ..data import build_loaders
-from ..distributed import DistributedContext
-from ..run_folder import EVAL_FILES, remove_stale_temporaries
-from ..training import BEST_MODEL, LAST_CHECKPOINT, load_checkpoint
-from .console import Printer
-from .errors import CLIError
-from .options import run_options
-from .policy_runs import PolicyOptions, add_policy_options
-from .policy_spec import check_fits, load_policy
-from .run_evaluation import evaluate_run
-from .runtime import load_data, load_weights, read_run_config
-from .spec import RunSpec, architecture, architecture_option_names, build_model
+from adanet._safe_load import CheckpointError
+from adanet.cli.console import Printer
+from adanet.cli.errors import CLIError
+from adanet.cli.options import run_options
+from adanet.cli.policy_runs import PolicyOptions, add_policy_options
+from adanet.cli.policy_spec import check_fits, load_policy
+from adanet.cli.run_evaluation import evaluate_run
+from adanet.cli.run_folder import EVAL_FILES, remove_stale_temporaries
+from adanet.cli.runtime import load_data, load_weights, read_run_config
+from adanet.cli.spec import RunSpec, architecture, architecture_option_names, build_model
+from adanet.data import build_loaders
+from adanet.training import BEST_MODEL, LAST_CHECKPOINT, load_checkpoint
+from adanet.training.distributed import DistributedContext
 
 __all__ = ["EVAL_PREFIX", "NAME", "register", "run"]
 
@@ -55,7 +55,7 @@ def register(commands: Any) -> None:
         default=None,
         metavar="SPEC",
         help="also run this policy with real early exit: a policy JSON file, or "
-        "package.module:name of an ExitPolicy (or of a zero-argument callable returning one)",
+        "package.module:name of an ExitDecider (or of a zero-argument callable returning one)",
     )
     parser.set_defaults(run=run)
 

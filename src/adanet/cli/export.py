@@ -13,10 +13,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..distributed import DistributedContext
-from .console import Printer
-from .errors import CLIError
-from .options import finite_float, int_at_least
+from adanet.cli.console import Printer
+from adanet.cli.errors import CLIError
+from adanet.cli.options import finite_float, int_at_least
+from adanet.training.distributed import DistributedContext
 
 __all__ = ["NAME", "register", "run"]
 
@@ -75,8 +75,8 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
         CLIError: No run folder, checkpoint or config; an unreadable run; a non-empty
             ``--to`` without ``--overwrite``; ``--onnx`` without the ``onnx`` extra.
     """
-    from ..pretrained import PretrainedError
-    from ..run_export import export_run
+    from adanet.cli.run_export import export_run
+    from adanet.deploy.model_dir import PretrainedError
 
     if not ctx.is_main:
         return 0

@@ -10,8 +10,8 @@ import argparse
 import math
 from collections.abc import Callable
 
-from ..compat.args import parse_dash_list
-from ..data import DATASET_NAMES
+from adanet.compat.args import parse_dash_list
+from adanet.data import DATASET_NAMES
 
 __all__ = [
     "dash_list",
@@ -190,7 +190,7 @@ def _adanet_options(parser: argparse.ArgumentParser) -> None:
         "--cost-convention",
         default="actual",
         choices=["actual", "reference"],
-        help="how MACs are counted (see adanet.costs)",
+        help="how MACs are counted (see adanet.costs.counting)",
     )
     extra.add_argument("--download", action="store_true", help="download CIFAR if missing")
     extra.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -17,14 +17,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..evaluation import AnytimeEvaluation, evaluate_policy
-from ..exit_policy import ExitPolicy
-from ..latency import LatencyStats
-from ..protocol import EarlyExitNetwork
-from ..risk import METHODS, calibrate_risk
-from ..temperature import expected_calibration_error, fit_temperatures
-from .errors import CLIError
-from .options import finite_float
+from adanet.calibration.risk import METHODS, calibrate_risk
+from adanet.calibration.temperature import expected_calibration_error, fit_temperatures
+from adanet.cli.errors import CLIError
+from adanet.cli.options import finite_float
+from adanet.measure.evaluation import AnytimeEvaluation, evaluate_policy
+from adanet.measure.latency import LatencyStats
+from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.policies.protocol import ExitDecider
 
 __all__ = [
     "PolicyOptions",
@@ -56,7 +56,7 @@ class PolicyOptions:
     delta: float = 0.1
     risk_method: str = "ltt"
     temperatures: bool = False
-    policy: ExitPolicy | None = None
+    policy: ExitDecider | None = None
     policy_spec: str | None = None
     budget_stride: int = 1
 
@@ -147,7 +147,7 @@ def latency_json(stats: LatencyStats | None) -> dict[str, Any] | None:
 def run_row(
     model: EarlyExitNetwork,
     loader: Iterable[Any],
-    policy: ExitPolicy,
+    policy: ExitDecider,
     costs: Sequence[float],
     *,
     baselines: bool = False,
@@ -199,7 +199,7 @@ def risk_row(
     policy = calibrate_risk(
         logits,
         targets,
-        eps,
+        max_accuracy_drop=eps,
         delta=options.delta,
         method=options.risk_method,
         costs=costs,

@@ -4,9 +4,9 @@
 
 * a JSON file: a policy as :meth:`adanet.EarlyExitPolicy.to_dict` (or the patience policy's
   ``to_dict``) writes it, or an object holding one under ``"policy"`` (as the entries of
-  ``policies.json`` do), read with :func:`adanet.policy_io.policy_from_dict`; or
+  ``policies.json`` do), read with :func:`adanet.policies.serialization.policy_from_dict`; or
 * ``package.module:name`` (``name`` may be dotted): an object that follows
-  :class:`adanet.ExitPolicy`, or a callable taking no arguments that returns one (a class, a
+  :class:`adanet.ExitDecider`, or a callable taking no arguments that returns one (a class, a
   factory). The module is imported, so it runs that module's code, as ``python -m`` would.
 """
 
@@ -18,14 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..exit_policy import ExitPolicy, check_policy, check_policy_fits
-from ..policy_io import policy_from_dict
-from .errors import CLIError
+from adanet.cli.errors import CLIError
+from adanet.policies.protocol import ExitDecider, check_policy, check_policy_fits
+from adanet.policies.serialization import policy_from_dict
 
 __all__ = ["check_fits", "load_policy"]
 
 
-def _from_json(path: Path) -> ExitPolicy:
+def _from_json(path: Path) -> ExitDecider:
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -40,11 +40,11 @@ def _from_json(path: Path) -> ExitPolicy:
         ) from None
 
 
-def _from_object(spec: str) -> ExitPolicy:
+def _from_object(spec: str) -> ExitDecider:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise CLIError(
-            f"--policy {spec!r}: expected a JSON file or package.module:name of an ExitPolicy"
+            f"--policy {spec!r}: expected a JSON file or package.module:name of an ExitDecider"
         )
     try:
         target: Any = importlib.import_module(module_name)
@@ -55,7 +55,7 @@ def _from_object(spec: str) -> ExitPolicy:
             raise CLIError(f"--policy {spec!r}: {module_name!r} has no attribute {attribute!r}")
         target = getattr(target, part)
     # A class has the protocol's members too, so it is always called, as a factory is.
-    if isinstance(target, type) or (not isinstance(target, ExitPolicy) and callable(target)):
+    if isinstance(target, type) or (not isinstance(target, ExitDecider) and callable(target)):
         try:
             target = target()
         except Exception as error:  # the user's code: report whatever it raised
@@ -68,12 +68,12 @@ def _from_object(spec: str) -> ExitPolicy:
         raise CLIError(str(error)) from None
 
 
-def load_policy(spec: str) -> ExitPolicy:
+def load_policy(spec: str) -> ExitDecider:
     """The policy ``spec`` names (see the module docstring).
 
     Raises:
         CLIError: A missing or malformed file, a module or name that cannot be found, a
-            factory that fails, or an object that is not an :class:`adanet.ExitPolicy`.
+            factory that fails, or an object that is not an :class:`adanet.ExitDecider`.
     """
     path = Path(spec)
     if path.is_file():
@@ -81,13 +81,13 @@ def load_policy(spec: str) -> ExitPolicy:
     if spec.endswith(".json") or ":" not in spec:
         raise CLIError(
             f"--policy {spec!r}: no such file; give a policy JSON file or "
-            "package.module:name of an ExitPolicy"
+            "package.module:name of an ExitDecider"
         )
     return _from_object(spec)
 
 
 def check_fits(
-    policy: ExitPolicy,
+    policy: ExitDecider,
     spec: str,
     *,
     num_exits: int,

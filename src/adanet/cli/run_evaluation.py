@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..budgeted import DEFAULT_PS, BudgetRecord, budgeted_sweep
-from ..costs import Convention, measure_exit_costs
-from ..data import DataLoaders
-from ..evaluation import AnytimeEvaluation, evaluate_anytime
-from ..protocol import EarlyExitNetwork
-from ..report import write_run_report
-from ..run_folder import write_json_atomic
-from .policy_runs import PolicyOptions, report_policy_rows, risk_row, run_row
+from adanet._atomic import write_json_atomic
+from adanet.calibration.budgeted import DEFAULT_PS, BudgetRecord, budgeted_sweep
+from adanet.cli.policy_runs import PolicyOptions, report_policy_rows, risk_row, run_row
+from adanet.cli.report import write_run_report
+from adanet.costs.counting import Convention, measure_exit_costs
+from adanet.data import DataLoaders
+from adanet.measure.evaluation import AnytimeEvaluation, evaluate_anytime
+from adanet.models.early_exit_network import EarlyExitNetwork
 
 __all__ = [
     "TIMED_P",
@@ -301,7 +301,7 @@ def write_run_evaluation(
     say: Callable[..., None] = print,
 ) -> list[Path]:
     """Write ``<prefix>metrics.json`` and ``<prefix>policies.json`` (calibrated policies only)
-    into ``folder``, each atomically; :func:`adanet.report.write_run_report` then adds the
+    into ``folder``, each atomically; :func:`adanet.cli.report.write_run_report` then adds the
     plots and ``report.md``.
 
     Returns:

@@ -11,12 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_reference_checkpoint, read_state_dict
-from ..data import DataSplits, build_datasets, dataset_info
-from ..protocol import EarlyExitNetwork
-from ..training import load_checkpoint
-from .errors import CLIError
-from .spec import RunSpec
+from adanet._safe_load import CheckpointError, read_state_dict
+from adanet.cli.errors import CLIError
+from adanet.cli.spec import RunSpec
+from adanet.compat.checkpoints import load_reference_checkpoint
+from adanet.data import DataSplits, build_datasets, dataset_info
+from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.training import load_checkpoint
 
 __all__ = ["load_data", "load_weights", "make_optimizer", "read_run_config", "seed_everything"]
 

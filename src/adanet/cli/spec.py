@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compat import reference_format_for
-from ..data import dataset_info
-from ..protocol import EarlyExitNetwork
-from .errors import CLIError
+from adanet.cli.errors import CLIError
+from adanet.compat import read_reference_config, reference_format_for
+from adanet.data import dataset_info
+from adanet.models.early_exit_network import EarlyExitNetwork
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -39,7 +39,7 @@ class Architecture:
 
     Attributes:
         name: Its name in ``--arch``, ``config.json`` and checkpoints.
-        config_cls: The config class (``from_dict``, ``preset``, ``from_reference_args``).
+        config_cls: The config class (``from_dict``, ``preset``).
         model_cls: The model class, built from a config.
         reference_names: The original's option names → config fields.
         extra_options: adanet's own flags → config fields (``--bnAfter``).
@@ -136,7 +136,7 @@ def build_config(args: argparse.Namespace) -> tuple[str, Any]:
             raise CLIError(str(error)) from None
     else:
         # The original defaults, as the config reads them from an args.txt that gives none.
-        values = arch.config_cls.from_reference_args(f"Namespace(arch={arch.name!r})").to_dict()
+        values = read_reference_config(f"Namespace(arch={arch.name!r})", arch=arch.name).to_dict()
     fields = arch.option_names
     for option in sorted(architecture_option_names()):
         given = getattr(args, option, None)
@@ -297,7 +297,8 @@ def _plain(value: Any) -> bool:
 
 def reference_args_line(args: argparse.Namespace | RunSpec, arch: str, config: Any) -> str:
     """The ``Namespace(...)`` line the original writes to ``args.txt``, with the architecture
-    options of the config actually built (so ``RANetConfig.from_reference_args`` rebuilds it)."""
+    options of the config actually built (so :func:`adanet.compat.read_reference_config`
+    rebuilds it)."""
     if isinstance(args, RunSpec):
         values: dict[str, Any] = dict(args.options)
         values.update({"seed": args.seed, "save": args.save, "data_root": args.data_root})

@@ -18,17 +18,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DataLoaders, DataSplits, build_loaders
-from ..distributed import DistributedContext, barrier
-from ..losses import MultiExitLoss
-from ..run_folder import (
-    TENSORBOARD_DIR,
-    RunFolderError,
-    claim_run_folder,
-    write_json_atomic,
-    write_text_atomic,
-)
-from ..training import (
+from adanet._atomic import write_json_atomic, write_text_atomic
+from adanet.cli import evaluate
+from adanet.cli.console import Printer
+from adanet.cli.errors import CLIError
+from adanet.cli.options import run_options
+from adanet.cli.policy_runs import PolicyOptions, add_policy_options
+from adanet.cli.run_evaluation import evaluate_run
+from adanet.cli.run_folder import TENSORBOARD_DIR, RunFolderError, claim_run_folder
+from adanet.cli.runtime import load_data, make_optimizer, read_run_config, seed_everything
+from adanet.cli.spec import IDENTITY_FIELDS, RunSpec, build_model, reference_args_line
+from adanet.data import DataLoaders, DataSplits, build_loaders
+from adanet.training import (
     LAST_CHECKPOINT,
     FitOptions,
     LRSchedule,
@@ -39,14 +40,8 @@ from ..training import (
     load_checkpoint,
     resume,
 )
-from . import evaluate
-from .console import Printer
-from .errors import CLIError
-from .options import run_options
-from .policy_runs import PolicyOptions, add_policy_options
-from .run_evaluation import evaluate_run
-from .runtime import load_data, make_optimizer, read_run_config, seed_everything
-from .spec import IDENTITY_FIELDS, RunSpec, build_model, reference_args_line
+from adanet.training.distributed import DistributedContext, barrier
+from adanet.training.losses import MultiExitLoss
 
 __all__ = ["NAME", "register", "run"]
 

@@ -13,7 +13,7 @@ import ast
 import os
 from typing import Any, Literal
 
-from ..data.catalog import DATASETS
+from adanet.data.catalog import DATASETS
 
 __all__ = ["REFERENCE_DATASETS", "parse_dash_list", "parse_reference_args", "read_options"]
 
@@ -104,6 +104,9 @@ def parse_dash_list(name: str, value: Any) -> Any:
     return value
 
 
+_KNOWN = ("ranet", "msdnet")
+
+
 def read_options(
     path_or_text: str | os.PathLike[str],
     *,
@@ -123,10 +126,7 @@ def read_options(
     args = parse_reference_args(path_or_text)
     found = str(args.get("arch", arch))
     if found.lower() != arch.lower():
-        known = {"ranet": "RANetConfig", "msdnet": "MSDNetConfig"}
-        hint = (
-            f" (use {known[found.lower()]}.from_reference_args)" if found.lower() in known else ""
-        )
+        hint = f" (read them with arch={found!r}, or arch=None)" if found.lower() in _KNOWN else ""
         raise ValueError(f"these reference args are for arch={found!r}, not {arch}{hint}")
     data = args.get("data", "cifar10")
     if data not in REFERENCE_DATASETS:

@@ -5,7 +5,9 @@ otherwise does in float64: it builds the geometric shares ``exp(log(p) * [1..n])
 in float32, rounds ``floor(n * share)`` with a float32 share, and accumulates the expected cost
 ``sum_k (count_k / n) * cost_k`` in float32. It also works on stored softmax probabilities,
 not logits. This module repeats that arithmetic so adanet can reproduce its published sweeps
-to the last bit; :func:`adanet.budgeted_sweep` uses :func:`reference_exit_counts` from here.
+to the last bit. The float32 counts themselves
+(:func:`adanet.calibration.budgeted.reference_exit_counts`) are what
+:func:`adanet.budgeted_sweep` uses, so they live beside it.
 """
 
 from __future__ import annotations
@@ -17,40 +19,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..calibration import geometric_exit_fractions, greedy_thresholds
-from ..cost_table import check_costs
-from ..policy import EarlyExitPolicy
-from ..targets import check_targets
+from adanet._validation import check_costs, check_targets
+from adanet.calibration.budgeted import DEFAULT_PS, reference_exit_counts
+from adanet.calibration.shares import greedy_thresholds
+from adanet.policies.threshold import EarlyExitPolicy
 
 __all__ = [
-    "DEFAULT_PS",
     "REFERENCE_NEVER",
     "ReferencePoint",
-    "reference_exit_counts",
     "reference_expected_cost",
     "reference_sweep_from_probabilities",
 ]
 
-#: The reference sweep: ``p = 1/20, 2/20, ..., 39/20``.
-DEFAULT_PS: tuple[float, ...] = tuple(k / 20 for k in range(1, 40))
-
 #: The reference writes ``1e8`` for "nobody leaves" and ``-1e8`` for "everybody leaves".
 REFERENCE_NEVER: float = 1e8
-
-
-def reference_exit_counts(p: float, num_exits: int, num_samples: int) -> list[int]:
-    """``floor(n * share)`` per exit with the reference's float32 geometric shares.
-
-    Falls back to the float64 :func:`adanet.calibration.geometric_exit_fractions` where
-    ``p ** num_exits`` leaves float32's range (the reference would produce NaN there).
-    """
-    p_t = torch.tensor([p], dtype=torch.float32)
-    ranks = torch.arange(1, num_exits + 1, dtype=torch.float32)
-    shares = torch.exp(torch.log(p_t) * ranks)
-    shares /= shares.sum()
-    if not bool(torch.isfinite(shares).all()):
-        return [math.floor(num_samples * f) for f in geometric_exit_fractions(p, num_exits)]
-    return [int(v) for v in torch.floor(num_samples * shares).tolist()]
 
 
 def reference_expected_cost(exit_counts: Sequence[int], costs: Sequence[float]) -> float:
@@ -105,7 +87,7 @@ def reference_sweep_from_probabilities(
 ) -> list[ReferencePoint]:
     """The reference budgeted sweep on stored softmax probabilities, bit for bit.
 
-    Thresholds are the greedy ones (:func:`adanet.calibration.greedy_thresholds`) on the
+    Thresholds are the greedy ones (:func:`adanet.calibration.shares.greedy_thresholds`) on the
     maximum probability of the validation samples with :func:`reference_exit_counts`; a sample
     leaves at its first exit whose maximum probability reaches the threshold.
 

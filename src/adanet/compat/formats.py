@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "ReferenceFormat",
     "find_reference_format",
+    "read_reference_config",
     "reference_format_for",
     "register_reference_format",
 ]
@@ -87,17 +88,43 @@ def find_reference_format(target: Any) -> ReferenceFormat | None:
         return None
 
 
+def read_reference_config(path_or_text: str | os.PathLike[str], *, arch: str | None = None) -> Any:
+    """The adanet config of an original run, from the ``args.txt`` its ``main.py`` wrote.
+
+    Args:
+        path_or_text: Path of the file, or its one ``Namespace(...)`` line.
+        arch: The architecture the run must be (``"RANet"``, ``"msdnet"``, compared
+            case-insensitively); ``None`` takes the text's ``arch`` option (RANet when it
+            names none).
+
+    Returns:
+        A :class:`~adanet.RANetConfig`, :class:`~adanet.MSDNetConfig` or the config of a
+        registered format.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not an args text, another architecture than ``arch``, an unknown
+            dataset or an invalid option.
+        LookupError: No format is registered for the text's ``arch``.
+    """
+    from adanet.compat.args import parse_reference_args
+
+    if arch is None:
+        arch = str(parse_reference_args(path_or_text).get("arch", "RANet"))
+    return reference_format_for(arch).read_config(path_or_text)
+
+
 def _ensure_builtin_formats() -> None:
     # RANet's and MSDNet's formats are registered on first use: the model modules import
     # the configs, which read args through this package, so registering at import time
     # would be circular.
     if any(fmt.arch == "RANet" for fmt in _FORMATS):
         return
-    from ..models.msdnet import MSDNet
-    from ..models.msdnet_config import MSDNetConfig
-    from ..models.ranet import RANet
-    from ..models.ranet_config import RANetConfig
-    from . import msdnet, ranet
+    from adanet.compat import msdnet, ranet
+    from adanet.models.msdnet import MSDNet
+    from adanet.models.msdnet_config import MSDNetConfig
+    from adanet.models.ranet import RANet
+    from adanet.models.ranet_config import RANetConfig
 
     register_reference_format(
         ReferenceFormat(

@@ -6,11 +6,11 @@ import os
 import re
 from typing import TYPE_CHECKING, Any
 
-from .args import parse_dash_list, read_options
+from adanet.compat.args import parse_dash_list, read_options
 
 if TYPE_CHECKING:
-    from ..models.ranet import RANet
-    from ..models.ranet_config import RANetConfig
+    from adanet.models.ranet import RANet
+    from adanet.models.ranet_config import RANetConfig
 
 __all__ = ["LIST_OPTIONS", "REFERENCE_OPTION_NAMES", "read_ranet_config", "translate_ranet_key"]
 
@@ -43,7 +43,7 @@ def read_ranet_config(path_or_text: str | os.PathLike[str]) -> RANetConfig:
     Raises:
         ValueError: Not a RANet's args, an unknown dataset, or an invalid option.
     """
-    from ..models.ranet_config import RANetConfig
+    from adanet.models.ranet_config import RANetConfig
 
     args, variant, num_classes = read_options(path_or_text, arch="RANet")
     values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}

@@ -26,12 +26,12 @@ transform. The split itself is a seeded permutation instead of the original's un
 ``torch.randperm`` cached in ``index.pth``.
 """
 
-from .catalog import DATASET_NAMES, DATASETS, DatasetInfo, build_datasets, dataset_info
-from .digits import digits_datasets
-from .digits_affine import digits_affine_datasets
-from .loaders import build_loaders
-from .sources import cifar_datasets, imagenet_datasets
-from .transforms import (
+from adanet.data.catalog import DATASET_NAMES, DATASETS, DatasetInfo, build_datasets, dataset_info
+from adanet.data.digits import digits_datasets
+from adanet.data.digits_affine import digits_affine_datasets
+from adanet.data.loaders import build_loaders
+from adanet.data.sources import cifar_datasets, imagenet_datasets
+from adanet.data.transforms import (
     CIFAR10_MEAN,
     CIFAR10_PREPROCESSING,
     CIFAR10_STD,
@@ -45,7 +45,13 @@ from .transforms import (
     cifar_transforms,
     imagenet_transforms,
 )
-from .views import DataLoaders, DataSplits, TensorImageDataset, TransformSubset, holdout_split
+from adanet.data.views import (
+    DataLoaders,
+    DataSplits,
+    TensorImageDataset,
+    TransformSubset,
+    holdout_split,
+)
 
 __all__ = [
     "CIFAR10_MEAN",

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .digits import digits_datasets
-from .digits_affine import digits_affine_datasets
-from .sources import cifar_datasets, imagenet_datasets
-from .views import DataSplits
+from adanet.data.digits import digits_datasets
+from adanet.data.digits_affine import digits_affine_datasets
+from adanet.data.sources import cifar_datasets, imagenet_datasets
+from adanet.data.views import DataSplits
 
 __all__ = ["DATASETS", "DATASET_NAMES", "DatasetInfo", "build_datasets", "dataset_info"]
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..pretrained_cfg import PretrainedCfg
-from .views import DataSplits, TensorImageDataset, TransformSubset
+from adanet.data.views import DataSplits, TensorImageDataset, TransformSubset
+from adanet.models.pretrained_cfg import PretrainedCfg
 
 __all__ = ["digit_images", "digits_datasets"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .views import DataLoaders, DataSplits, Sample
+from adanet.data.views import DataLoaders, DataSplits, Sample
 
 __all__ = ["build_loaders"]
 

@@ -6,14 +6,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from .transforms import (
+from adanet.data.transforms import (
     CIFAR10_PREPROCESSING,
     CIFAR100_PREPROCESSING,
     IMAGENET_PREPROCESSING,
     cifar_transforms,
     imagenet_transforms,
 )
-from .views import DataSplits, splits_from_base
+from adanet.data.views import DataSplits, splits_from_base
 
 __all__ = ["cifar_datasets", "imagenet_datasets"]
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from ..pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
+from adanet.models.pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
 
 __all__ = [
     "CIFAR10_MEAN",

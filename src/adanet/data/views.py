@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..pretrained_cfg import PretrainedCfg
+from adanet.models.pretrained_cfg import PretrainedCfg
 
 __all__ = [
     "DataLoaders",

@@ -1,23 +1,22 @@
 """``NetworkConfig``: what every architecture config shares.
 
-A plain-dict / JSON round trip, named presets, validated ``replace``, the norm and
-activation specs, and reading an original run's ``args.txt`` (through the format registered
-for the config in :mod:`adanet.compat`).
+A plain-dict / JSON round trip, named presets, validated ``replace``, and the norm and
+activation specs. Reading an original run's ``args.txt`` is :mod:`adanet.compat`'s
+(:func:`adanet.compat.read_reference_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from typing_extensions import Self
 
-from .._validation import require_choice, require_int
-from ..blocks.norm_act import ActSpec, NormSpec, check_act, check_norm
+from adanet._validation import require_choice, require_int
+from adanet.blocks.norm_act import ActSpec, NormSpec, check_act, check_norm
 
 __all__ = ["NetworkConfig", "Variant", "cifar_presets"]
 
@@ -165,28 +164,6 @@ class NetworkConfig:
     def preset_names(cls) -> tuple[str, ...]:
         """Names accepted by :meth:`preset`."""
         return tuple(sorted(cls._presets))
-
-    # --------------------------------------------------------------------- original format
-
-    @classmethod
-    def from_reference_args(cls, path_or_text: str | os.PathLike[str]) -> Self:
-        """Read the ``args.txt`` that the original ``main.py`` writes.
-
-        The reading rules live in :mod:`adanet.compat`, registered for this config class.
-
-        Args:
-            path_or_text: Path of the file, or its one ``Namespace(...)`` line.
-
-        Raises:
-            ValueError: When the file is for another architecture, names an unknown
-                dataset, or holds an invalid option.
-            LookupError: No original format is registered for this config class.
-        """
-        from ..compat import reference_format_for  # compat imports the configs
-
-        config = reference_format_for(cls).read_config(path_or_text)
-        assert isinstance(config, cls)
-        return config
 
 
 def cifar_presets(suffix: str, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -6,11 +6,11 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from ..blocks.multiscale_dense_layer import MultiScaleDenseLayer, MultiScaleTransition
-from .config_base import NetworkConfig
-from .msdnet_config import MSDNetConfig
-from .network_base import ConfiguredNetwork
-from .plans import LayerPlan, MSDNetPlan
+from adanet.blocks.multiscale_dense_layer import MultiScaleDenseLayer, MultiScaleTransition
+from adanet.models.config_base import NetworkConfig
+from adanet.models.msdnet_config import MSDNetConfig
+from adanet.models.network_base import ConfiguredNetwork
+from adanet.models.plans import LayerPlan, MSDNetPlan
 
 __all__ = ["MSDNet"]
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .._validation import require_choice, require_fraction, require_int, require_int_tuple
-from ..compat.msdnet import REFERENCE_DEFAULTS, REFERENCE_OPTION_NAMES
-from .config_base import NetworkConfig, cifar_presets
-from .plans import LayerPlan, MSDNetPlan, plan_msdnet
+from adanet._validation import require_choice, require_fraction, require_int, require_int_tuple
+from adanet.models.config_base import NetworkConfig, cifar_presets
+from adanet.models.plans import (
+    ExitPlan,
+    LayerPlan,
+    MSDNetPlan,
+    kept_channels,
+    stem_downsampling,
+)
 
-__all__ = ["REFERENCE_DEFAULTS", "REFERENCE_OPTION_NAMES", "LayerPlan", "MSDNetConfig"]
+__all__ = ["LayerPlan", "MSDNetConfig"]
 
 StepMode = Literal["even", "lin_grow"]
 Prune = Literal["min", "max"]
@@ -172,7 +178,7 @@ class MSDNetConfig(NetworkConfig):
         Raises:
             ValueError: A transition would keep no channel (``reduction`` too small).
         """
-        return plan_msdnet(self)
+        return _plan_msdnet(self)
 
     def layer_plan(self) -> tuple[LayerPlan, ...]:
         """Deprecated: use ``plan().layers`` (the same spelling as RANetConfig)."""
@@ -182,3 +188,61 @@ class MSDNetConfig(NetworkConfig):
             stacklevel=2,
         )
         return self.plan().layers
+
+
+def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
+    total = config.num_layers
+    scales = config.num_scales
+    if config.prune == "min" and total < scales - 1:
+        # The first layer would read fewer scales than the stem makes.
+        raise ValueError(
+            f"prune='min' with {total} dense layers cannot start from {scales} scales (the "
+            f"first layer reads min({scales}, {total} + 1) of them); use at least {scales - 1} "
+            "layers (base, step, num_blocks), fewer growth_factors, or prune='max'"
+        )
+    interval = math.ceil(total / scales)
+    # The original builds a transition when the width is reduced *and* the rule holds; with
+    # reduction 0 it builds none.
+    min_transitions = {math.floor(total / 3), math.floor(2 * total / 3)}
+    plans: list[LayerPlan] = []
+    width = config.num_channels
+    layer = 0  # 1-based index of the current layer, as the original counts
+    for block, count in enumerate(config.layers_per_block):
+        for _ in range(count):
+            layer += 1
+            if config.prune == "min":
+                in_scales = min(scales, total - layer + 2)
+                out_scales = min(scales, total - layer + 1)
+                transition = layer in min_transitions
+            else:
+                in_scales = scales - max(0, layer - 2) // interval
+                out_scales = scales - (layer - 1) // interval
+                transition = in_scales > out_scales
+            transition = transition and config.reduction > 0
+            grown = width + config.growth_rate
+            where = f"the transition in block {block}"
+            no_transitions = " or 0 (no transitions)"
+            out = (
+                kept_channels(config.reduction, grown, where, no_transitions)
+                if transition
+                else grown
+            )
+            plans.append(LayerPlan(block, in_scales, out_scales, width, transition, out))
+            width = out
+    return tuple(plans)
+
+
+def _plan_msdnet(config: MSDNetConfig) -> MSDNetPlan:
+    """The layout of an MSDNet (see :meth:`MSDNetConfig.plan`)."""
+    factors = config.growth_factors
+    layers = _msdnet_layers(config)
+    coarsest = stem_downsampling(config.variant, (True,) * config.num_scales)[-1]
+    exits = []
+    for b in range(config.num_blocks):
+        width = [plan for plan in layers if plan.block == b][-1].out_channels
+        # The exits see the coarsest scale only.
+        exits.append(
+            ExitPlan(b, width * factors[-1], coarsest, f"blocks.{b}", config.num_scales - 1, b)
+        )
+    stem = tuple(config.num_channels * f for f in factors)
+    return MSDNetPlan(stem, layers, tuple(exits))

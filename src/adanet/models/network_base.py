@@ -1,23 +1,22 @@
 """``ConfiguredNetwork``: what RANet and MSDNet share — a config, exits built from its plan,
-fine-tuning that keeps the config true, and the reference-checkpoint key translation."""
+and fine-tuning that keeps the config true."""
 
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from torch import nn
 from typing_extensions import Self
 
-from ..blocks import ExitHead, MultiScaleStem
-from ..blocks.norm_act import resolve_act, resolve_norm
-from ..feature_info import FeatureInfo
-from ..pretrained_cfg import default_cfg_for
-from ..protocol import EarlyExitNetwork
-from .config_base import NetworkConfig
-from .plans import ExitPlan
+from adanet.blocks import ExitHead, MultiScaleStem
+from adanet.blocks.norm_act import resolve_act, resolve_norm
+from adanet.models.config_base import NetworkConfig
+from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.models.feature_info import FeatureInfo
+from adanet.models.plans import ExitPlan
+from adanet.models.pretrained_cfg import default_cfg_for
 
 __all__ = ["ConfiguredNetwork"]
 
@@ -135,16 +134,3 @@ class ConfiguredNetwork(EarlyExitNetwork, Generic[ConfigT]):
         """
         super().reset_classifier(num_classes)
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
-
-    def translate_reference_key(self, key: str) -> str:
-        """Deprecated: map an original parameter name to this model's; use
-        ``adanet.compat.reference_format_for(model).translate_key(model, key)``."""
-        from ..compat import reference_format_for
-
-        warnings.warn(
-            "translate_reference_key is deprecated; use "
-            "adanet.compat.reference_format_for(model).translate_key(model, key)",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return reference_format_for(self).translate_key(self, key)

@@ -1,6 +1,6 @@
 """Layouts of RANet and MSDNet, computed from a config before any module is built.
 
-``RANetConfig.plan()`` and ``MSDNetConfig.plan()`` return these plain records; the models'
+``RANetConfig.plan()`` and ``MSDNetConfig.plan()`` compute these plain records; the models'
 constructors only build what the plan says, and the configs validate themselves by
 computing it (a width that would reach zero is an error that names the field to change).
 
@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from .msdnet_config import MSDNetConfig
-    from .ranet_config import RANetConfig
+from typing import NamedTuple
 
 __all__ = [
     "ExitPlan",
@@ -25,8 +21,7 @@ __all__ = [
     "MSDNetPlan",
     "RANetBlockPlan",
     "RANetPlan",
-    "plan_msdnet",
-    "plan_ranet",
+    "kept_channels",
     "stem_downsampling",
 ]
 
@@ -147,8 +142,12 @@ def stem_downsampling(variant: str, downsample: tuple[bool, ...]) -> tuple[int, 
     return tuple(out)
 
 
-def _kept(reduction: float, width: int, where: str, other: str = "") -> int:
-    # Channels a transition keeps; a config that would keep none is refused here, by name.
+def kept_channels(reduction: float, width: int, where: str, other: str = "") -> int:
+    """Channels a transition keeps of ``width``; a config that would keep none is refused.
+
+    Raises:
+        ValueError: ``floor(reduction * width)`` is 0; the message names ``where`` it happens.
+    """
     kept = math.floor(reduction * width)
     if kept < 1:
         raise ValueError(
@@ -156,114 +155,3 @@ def _kept(reduction: float, width: int, where: str, other: str = "") -> int:
             f"{where}; use reduction >= {1 / width:.3g}{other}"
         )
     return kept
-
-
-def _ranet_branch(
-    config: RANetConfig, scale: int, downsampling: int, coarser: tuple[RANetBlockPlan, ...]
-) -> tuple[RANetBlockPlan, ...]:
-    # One branch: its first len(coarser) blocks fuse the coarser branch's blocks.
-    counts = config.blocks_per_scale
-    level = config.scale_list[scale]
-    # The branch halves its resolution where each coarser branch ended, to reach the
-    # coarsest resolution with them. (The original picks these blocks with
-    # nBlocks[:s+1][-(level-1):], which for level 1 is the whole list and downsamples
-    # wrongly; a level-1 branch never needs to.)
-    down_at = set(counts[:scale][-(level - 1) :]) if level > 1 else set()
-    transition_at = {math.floor((i + 1) * counts[scale] / level) for i in range(level - 1)}
-    growth = config.growth_rate * config.growth_factors[scale]
-    channels = config.num_channels * config.growth_factors[scale]
-    blocks: list[RANetBlockPlan] = []
-    for b in range(counts[scale]):
-        number = b + 1  # the original counts blocks from 1
-        fused = b < len(coarser)
-        layers = config.layers_per_block[b]
-        width = channels + layers * growth
-        if fused:
-            width += math.floor(width * config.compress_factor)
-        transition = number in transition_at
-        where = f"the transition of block {b} in scale {scale}"
-        out = _kept(config.reduction, width, where) if transition else width
-        down = fused and number in down_at
-        downsampling *= 2 if down else 1
-        coarse = coarser[b].feature_channels if fused else None
-        blocks.append(
-            RANetBlockPlan(channels, layers, growth, coarse, down, transition, out, downsampling)
-        )
-        channels = out
-    return tuple(blocks)
-
-
-def plan_ranet(config: RANetConfig) -> RANetPlan:
-    """The layout of a RANet (see :meth:`RANetConfig.plan`)."""
-    scales = config.num_scales
-    # The stem runs from the finest scale to the coarsest and strides wherever the scale
-    # index changes.
-    fine_first = config.scale_list[::-1]
-    stem_channels = tuple(config.num_channels * f for f in config.growth_factors[::-1])
-    stem_downsample = tuple(i > 0 and fine_first[i] != fine_first[i - 1] for i in range(scales))
-    coarse_first = stem_downsampling(config.variant, stem_downsample)[::-1]
-    branches: list[tuple[RANetBlockPlan, ...]] = []
-    exits: list[ExitPlan] = []
-    coarser: tuple[RANetBlockPlan, ...] = ()
-    for s in range(scales):
-        blocks = _ranet_branch(config, s, coarse_first[s], coarser)
-        for b, block in enumerate(blocks[len(coarser) :], start=len(coarser)):
-            module = f"branches.{s}.blocks.{b}"
-            exits.append(ExitPlan(len(exits), block.out_channels, block.downsampling, module, s, b))
-        branches.append(blocks)
-        coarser = blocks
-    return RANetPlan(stem_channels, stem_downsample, tuple(branches), tuple(exits))
-
-
-def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
-    total = config.num_layers
-    scales = config.num_scales
-    if config.prune == "min" and total < scales - 1:
-        # The first layer would read fewer scales than the stem makes.
-        raise ValueError(
-            f"prune='min' with {total} dense layers cannot start from {scales} scales (the "
-            f"first layer reads min({scales}, {total} + 1) of them); use at least {scales - 1} "
-            "layers (base, step, num_blocks), fewer growth_factors, or prune='max'"
-        )
-    interval = math.ceil(total / scales)
-    # The original builds a transition when the width is reduced *and* the rule holds; with
-    # reduction 0 it builds none.
-    min_transitions = {math.floor(total / 3), math.floor(2 * total / 3)}
-    plans: list[LayerPlan] = []
-    width = config.num_channels
-    layer = 0  # 1-based index of the current layer, as the original counts
-    for block, count in enumerate(config.layers_per_block):
-        for _ in range(count):
-            layer += 1
-            if config.prune == "min":
-                in_scales = min(scales, total - layer + 2)
-                out_scales = min(scales, total - layer + 1)
-                transition = layer in min_transitions
-            else:
-                in_scales = scales - max(0, layer - 2) // interval
-                out_scales = scales - (layer - 1) // interval
-                transition = in_scales > out_scales
-            transition = transition and config.reduction > 0
-            grown = width + config.growth_rate
-            where = f"the transition in block {block}"
-            no_transitions = " or 0 (no transitions)"
-            out = _kept(config.reduction, grown, where, no_transitions) if transition else grown
-            plans.append(LayerPlan(block, in_scales, out_scales, width, transition, out))
-            width = out
-    return tuple(plans)
-
-
-def plan_msdnet(config: MSDNetConfig) -> MSDNetPlan:
-    """The layout of an MSDNet (see :meth:`MSDNetConfig.plan`)."""
-    factors = config.growth_factors
-    layers = _msdnet_layers(config)
-    coarsest = stem_downsampling(config.variant, (True,) * config.num_scales)[-1]
-    exits = []
-    for b in range(config.num_blocks):
-        width = [plan for plan in layers if plan.block == b][-1].out_channels
-        # The exits see the coarsest scale only.
-        exits.append(
-            ExitPlan(b, width * factors[-1], coarsest, f"blocks.{b}", config.num_scales - 1, b)
-        )
-    stem = tuple(config.num_channels * f for f in factors)
-    return MSDNetPlan(stem, layers, tuple(exits))

@@ -7,11 +7,11 @@ from typing import Any, ClassVar, cast
 
 from torch import Tensor, nn
 
-from ..blocks import ScaleBlock, ScaleBranch
-from .config_base import NetworkConfig
-from .network_base import ConfiguredNetwork
-from .plans import RANetPlan
-from .ranet_config import RANetConfig
+from adanet.blocks import ScaleBlock, ScaleBranch
+from adanet.models.config_base import NetworkConfig
+from adanet.models.network_base import ConfiguredNetwork
+from adanet.models.plans import RANetPlan
+from adanet.models.ranet_config import RANetConfig
 
 __all__ = ["RANet"]
 

@@ -8,12 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .._validation import require_choice, require_fraction, require_int, require_int_tuple
-from ..compat.ranet import REFERENCE_OPTION_NAMES
-from .config_base import NetworkConfig, cifar_presets
-from .plans import RANetPlan, plan_ranet
+from adanet._validation import require_choice, require_fraction, require_int, require_int_tuple
+from adanet.models.config_base import NetworkConfig, cifar_presets
+from adanet.models.plans import (
+    ExitPlan,
+    RANetBlockPlan,
+    RANetPlan,
+    kept_channels,
+    stem_downsampling,
+)
 
-__all__ = ["REFERENCE_OPTION_NAMES", "RANetConfig"]
+__all__ = ["RANetConfig"]
 
 StepMode = Literal["even", "lg"]
 
@@ -195,4 +200,61 @@ class RANetConfig(NetworkConfig):
         Raises:
             ValueError: A transition would keep no channel (``reduction`` too small).
         """
-        return plan_ranet(self)
+        return _plan_ranet(self)
+
+
+def _ranet_branch(
+    config: RANetConfig, scale: int, downsampling: int, coarser: tuple[RANetBlockPlan, ...]
+) -> tuple[RANetBlockPlan, ...]:
+    # One branch: its first len(coarser) blocks fuse the coarser branch's blocks.
+    counts = config.blocks_per_scale
+    level = config.scale_list[scale]
+    # The branch halves its resolution where each coarser branch ended, to reach the
+    # coarsest resolution with them. (The original picks these blocks with
+    # nBlocks[:s+1][-(level-1):], which for level 1 is the whole list and downsamples
+    # wrongly; a level-1 branch never needs to.)
+    down_at = set(counts[:scale][-(level - 1) :]) if level > 1 else set()
+    transition_at = {math.floor((i + 1) * counts[scale] / level) for i in range(level - 1)}
+    growth = config.growth_rate * config.growth_factors[scale]
+    channels = config.num_channels * config.growth_factors[scale]
+    blocks: list[RANetBlockPlan] = []
+    for b in range(counts[scale]):
+        number = b + 1  # the original counts blocks from 1
+        fused = b < len(coarser)
+        layers = config.layers_per_block[b]
+        width = channels + layers * growth
+        if fused:
+            width += math.floor(width * config.compress_factor)
+        transition = number in transition_at
+        where = f"the transition of block {b} in scale {scale}"
+        out = kept_channels(config.reduction, width, where) if transition else width
+        down = fused and number in down_at
+        downsampling *= 2 if down else 1
+        coarse = coarser[b].feature_channels if fused else None
+        blocks.append(
+            RANetBlockPlan(channels, layers, growth, coarse, down, transition, out, downsampling)
+        )
+        channels = out
+    return tuple(blocks)
+
+
+def _plan_ranet(config: RANetConfig) -> RANetPlan:
+    """The layout of a RANet (see :meth:`RANetConfig.plan`)."""
+    scales = config.num_scales
+    # The stem runs from the finest scale to the coarsest and strides wherever the scale
+    # index changes.
+    fine_first = config.scale_list[::-1]
+    stem_channels = tuple(config.num_channels * f for f in config.growth_factors[::-1])
+    stem_downsample = tuple(i > 0 and fine_first[i] != fine_first[i - 1] for i in range(scales))
+    coarse_first = stem_downsampling(config.variant, stem_downsample)[::-1]
+    branches: list[tuple[RANetBlockPlan, ...]] = []
+    exits: list[ExitPlan] = []
+    coarser: tuple[RANetBlockPlan, ...] = ()
+    for s in range(scales):
+        blocks = _ranet_branch(config, s, coarse_first[s], coarser)
+        for b, block in enumerate(blocks[len(coarser) :], start=len(coarser)):
+            module = f"branches.{s}.blocks.{b}"
+            exits.append(ExitPlan(len(exits), block.out_channels, block.downsampling, module, s, b))
+        branches.append(blocks)
+        coarser = blocks
+    return RANetPlan(stem_channels, stem_downsample, tuple(branches), tuple(exits))

@@ -1,5 +1,9 @@
 """Training pieces for multi-exit networks, usable in your own loop or through :func:`fit`.
 
+* :class:`MultiExitLoss` (:mod:`adanet.training.losses`): the multi-exit losses (weighted
+  cross-entropy, IMTA self-distillation, gradient equilibrium).
+* :mod:`adanet.training.distributed`: helpers for ``torchrun`` / DDP runs.
+
 * :func:`learning_rate_at` / :class:`LRSchedule`: the learning-rate schedules of the original
   RANet/MSDNet ``main.py`` (``adjust_learning_rate``): ``"multistep"`` changes once per epoch,
   ``"cosine"`` once per iteration.
@@ -22,7 +26,7 @@ the NaN check is agreed on by every process (so none is left waiting in a collec
 only rank 0 writes files.
 """
 
-from .checkpoints import (
+from adanet.training.checkpoints import (
     BEST_MODEL,
     CHECKPOINT_FORMAT,
     LAST_CHECKPOINT,
@@ -35,9 +39,9 @@ from .checkpoints import (
     resume,
     save_checkpoint,
 )
-from .epoch_log import METRICS_CSV, EpochCallback, TensorBoardLogger, write_epoch_csv
-from .fit import FitOptions, fit
-from .loop import (
+from adanet.training.epoch_log import METRICS_CSV, EpochCallback, TensorBoardLogger, write_epoch_csv
+from adanet.training.fit import FitOptions, fit
+from adanet.training.loop import (
     BatchCallback,
     EpochResult,
     LossFunction,
@@ -47,8 +51,9 @@ from .loop import (
     unwrap_model,
     validate,
 )
-from .precision import Precision, make_grad_scaler
-from .schedule import LRSchedule, LRType, learning_rate_at, set_learning_rate
+from adanet.training.losses import MultiExitLoss
+from adanet.training.precision import Precision, make_grad_scaler
+from adanet.training.schedule import LRSchedule, LRType, learning_rate_at, set_learning_rate
 
 __all__ = [
     "BEST_MODEL",
@@ -63,6 +68,7 @@ __all__ = [
     "LRSchedule",
     "LRType",
     "LossFunction",
+    "MultiExitLoss",
     "NonFiniteLossError",
     "Precision",
     "TensorBoardLogger",

@@ -12,8 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, load_weights_only, save_atomic
-from .loop import unwrap_model
+from adanet._atomic import save_torch_atomic
+from adanet._safe_load import CheckpointError, load_weights_only
+from adanet.training.loop import unwrap_model
 
 __all__ = [
     "BEST_MODEL",
@@ -169,7 +170,7 @@ def make_checkpoint(
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike[str]) -> None:
     """Write ``checkpoint`` atomically (temporary file, then rename): an interrupted save
     leaves the previous file intact."""
-    save_atomic(dict(checkpoint), path)
+    save_torch_atomic(dict(checkpoint), path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..run_folder import write_csv_atomic
+from adanet._atomic import write_csv_atomic
 
 __all__ = ["METRICS_CSV", "EpochCallback", "TensorBoardLogger", "epoch_csv_rows", "write_epoch_csv"]
 
@@ -27,7 +27,7 @@ def epoch_csv_rows(
     (``val_top1_exit0``, ...).
 
     Returns:
-        ``(columns, rows)`` for :func:`adanet.run_folder.write_csv_atomic`.
+        ``(columns, rows)`` for :func:`adanet.cli.run_folder.write_csv_atomic`.
     """
     exits = max((len(r.get("train_top1") or []) for r in history), default=0)
     columns = list(_SCALARS) + [f"{key}_exit{i}" for key in _PER_EXIT for i in range(exits)]

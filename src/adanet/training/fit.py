@@ -13,8 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from ..distributed import get_rank
-from .checkpoints import (
+from adanet.training.checkpoints import (
     BEST_MODEL,
     LAST_CHECKPOINT,
     MODEL_FORMAT,
@@ -22,9 +21,17 @@ from .checkpoints import (
     make_checkpoint,
     save_checkpoint,
 )
-from .epoch_log import METRICS_CSV, EpochCallback, write_epoch_csv
-from .loop import Batch, BatchCallback, EpochResult, LossFunction, train_one_epoch, validate
-from .precision import Precision
+from adanet.training.distributed import get_rank
+from adanet.training.epoch_log import METRICS_CSV, EpochCallback, write_epoch_csv
+from adanet.training.loop import (
+    Batch,
+    BatchCallback,
+    EpochResult,
+    LossFunction,
+    train_one_epoch,
+    validate,
+)
+from adanet.training.precision import Precision
 
 __all__ = ["FitOptions", "fit"]
 

@@ -11,11 +11,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
-from .._device import module_device
-from ..distributed import all_reduce_sum, get_rank
-from ..evaluation import topk_correct
-from .precision import Precision
-from .schedule import set_learning_rate
+from adanet._device import module_device
+from adanet.measure.evaluation import topk_correct
+from adanet.training.distributed import all_reduce_sum, get_rank
+from adanet.training.precision import Precision
+from adanet.training.schedule import set_learning_rate
 
 __all__ = [
     "BatchCallback",
@@ -53,7 +53,7 @@ class NonFiniteLossError(RuntimeError):
 
 
 LossFunction = Callable[[list[Tensor], Tensor], Tensor]
-"""A loss over a multi-exit model's list of logits, e.g. :class:`adanet.losses.MultiExitLoss`."""
+"""A loss over a multi-exit model's list of logits, e.g. :class:`adanet.training.MultiExitLoss`."""
 
 BatchCallback = Callable[[int, int, int, float], None]
 """Called after every training iteration with ``(epoch, batch_index, num_batches, loss)``."""

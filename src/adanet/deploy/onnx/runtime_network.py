@@ -1,0 +1,207 @@
+"""``OnnxRuntimeNetwork``: the ONNX stages of an exported network as an :class:`EarlyExitNetwork`.
+
+A directory written by :func:`adanet.export_onnx` (or quantized by
+:func:`adanet.deploy.onnx.quantize_onnx`) holds one ONNX file per exit: stage ``k`` takes the flat
+state tensors stage ``k - 1`` returned and gives exit ``k``'s logits and the state after it.
+This module loads every stage into an ONNX Runtime session and puts them behind adanet's
+early-exit protocol, so :func:`adanet.early_exit`, ``forward`` and the evaluation helpers drive
+them exactly as they drive the eager network:
+
+* :meth:`~OnnxRuntimeNetwork.begin` makes the state ``[images]``;
+* :meth:`~OnnxRuntimeNetwork.advance` runs stage ``k`` on the state and returns its logits as
+  the "feature map" and its state tensors (as torch tensors sharing ONNX Runtime's buffers);
+* every exit head is ``nn.Identity``: each stage computes its own head, inside its graph.
+
+Between exits :func:`adanet.early_exit` compacts the state (a flat list of batch-first
+tensors) to the samples that remain, so the next session runs on those only.
+
+It needs onnxruntime (the ``onnx`` extra), imported when a network is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from adanet.models.early_exit_network import EarlyExitNetwork
+
+__all__ = ["OnnxRuntimeNetwork"]
+
+_MANIFEST = "manifest.json"
+_HINT = "pip install 'adanet-torch[onnx]'"
+
+
+def _import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError(
+            f"OnnxRuntimeNetwork needs onnxruntime (the 'onnx' extra): {_HINT}"
+        ) from None
+    return onnxruntime
+
+
+def session_options(threads: int | None, spin: bool) -> Any:
+    """ONNX Runtime session options: ``threads`` intra-op threads (torch's count by default),
+    one inter-op thread, and idle threads that sleep unless ``spin``.
+
+    Spinning threads fight the working ones on a busy machine: measured on 2 shared cores for
+    the digits model at batch 64, sessions that spin ran 4-7x slower than sessions that sleep.
+    """
+    ort = _import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads) if threads is not None else torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    value = "1" if spin else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", value)
+    options.add_session_config_entry("session.inter_op.allow_spinning", value)
+    return options
+
+
+class OnnxRuntimeNetwork(EarlyExitNetwork):
+    """An exported early-exit network whose stages run in ONNX Runtime (fp32 or int8).
+
+    An :class:`~adanet.EarlyExitNetwork` without parameters: its state is the flat list of
+    state tensors of the exported stages, :meth:`advance` runs one ONNX Runtime session per
+    exit, and its heads are identities (each stage's graph ends in its own head). So
+    :func:`adanet.early_exit` runs it with real batched early exit, compacting the state
+    between exits, and ``model(x)`` gives every exit's logits. Inputs must be float32 CPU
+    images of exactly the exported ``(C, H, W)``.
+
+    Costs: :func:`adanet.early_exit` charges each exit the MACs of the original float network
+    recorded in the manifest (what the sample's computation is, whatever its number format);
+    :func:`adanet.measure_exit_costs` cannot see inside ONNX Runtime and counts nothing.
+
+    Args:
+        directory: A directory written by :func:`adanet.export_onnx` or
+            :func:`adanet.deploy.onnx.quantize_onnx`.
+        threads: Intra-op threads of each session; ``torch.get_num_threads()`` by default.
+        spin: Let idle ONNX Runtime threads spin (faster on an idle machine, much slower on a
+            busy one).
+
+    Raises:
+        ImportError: Without onnxruntime.
+        FileNotFoundError: No manifest or stage file.
+
+    Attributes:
+        directory: Where the stages were loaded from (the files may be gone: the sessions hold
+            the graphs).
+        manifest: The manifest's content.
+        input_shape: ``(C, H, W)`` of the images the stages take.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str], *, threads: int | None = None, spin: bool = False
+    ) -> None:
+        super().__init__()
+        ort = _import_onnxruntime()
+        self.directory = Path(directory)
+        path = self.directory / _MANIFEST
+        if not path.is_file():
+            raise FileNotFoundError(f"no {_MANIFEST} in {str(self.directory)!r}")
+        self.manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        entries = self.manifest["exits"]
+        options = session_options(threads, spin)
+        self._sessions: list[Any] = []
+        self._feeds: list[list[tuple[int, str]]] = []
+        self._outputs: list[list[str]] = []
+        for entry in entries:
+            file = self.directory / entry["file"]
+            if not file.is_file():
+                raise FileNotFoundError(f"stage file {str(file)!r} is missing")
+            session = ort.InferenceSession(
+                str(file), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            # A stage need not read every state tensor (ONNX drops unused inputs): feed only
+            # the ones its graph takes, by their position in the state.
+            taken = {item.name for item in session.get_inputs()}
+            self._feeds.append([(i, n) for i, n in enumerate(entry["inputs"]) if n in taken])
+            self._outputs.append(list(entry["outputs"]))
+            self._sessions.append(session)
+        self.input_shape = tuple(int(v) for v in self.manifest["input"]["shape"][1:])
+        self.in_channels = self.input_shape[0]
+        self.min_input_size = min(self.input_shape[1:])
+        # The heads run inside the stages; the protocol's heads pass the logits through.
+        self.exits = nn.ModuleList(nn.Identity() for _ in entries)
+        self._known_costs: dict[str, list[float]] = {}
+        self.register_costs("actual", self.manifest["costs"]["macs"])
+        self.eval()
+
+    def register_costs(self, convention: str, macs: Sequence[float]) -> None:
+        """Record the per-exit cumulative costs :func:`adanet.early_exit` charges under
+        ``convention`` for this network's input size (it cannot measure them itself)."""
+        values = [float(v) for v in macs]
+        if len(values) != self.num_exits:
+            raise ValueError(f"expected {self.num_exits} costs, got {len(values)}")
+        self._known_costs[convention] = values
+
+    def known_exit_costs(
+        self, image_shape: tuple[int, ...], convention: str
+    ) -> Sequence[float] | None:
+        """The costs :meth:`register_costs` recorded, for the exported input size only."""
+        if tuple(image_shape) != self.input_shape:
+            return None
+        return self._known_costs.get(convention)
+
+    def check_input(self, x: Any) -> None:
+        """Raise a clear error unless ``x`` is a float32 CPU batch of the exported shape.
+
+        Raises:
+            TypeError: Not a float32 tensor.
+            ValueError: Not on the CPU, or not ``[N, C, H, W]`` of the exported size.
+        """
+        super().check_input(x)
+        assert isinstance(x, Tensor)  # the base check raises otherwise
+        if x.dtype != torch.float32:
+            raise TypeError(f"the ONNX stages take float32 images, got {x.dtype}")
+        if x.device.type != "cpu":
+            raise ValueError(f"the ONNX stages run on the CPU; the images are on {x.device}")
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"the stages were exported for images of {self.input_shape}, got "
+                f"{tuple(x.shape[1:])}"
+            )
+
+    def stage_feeds(self, state: Sequence[Tensor], exit_index: int) -> dict[str, Any]:
+        """The numpy inputs of stage ``exit_index`` (by their graph names) from ``state``,
+        leaving out the state tensors that stage does not read."""
+        return {name: state[i].detach().contiguous().numpy() for i, name in self._feeds[exit_index]}
+
+    def begin(self, x: Tensor) -> list[Tensor]:
+        """The state before exit 0: the images themselves."""
+        return [x]
+
+    def advance(self, state: list[Tensor], exit_index: int) -> tuple[Tensor, list[Tensor]]:
+        """Run stage ``exit_index`` on the state; returns its logits and the state after it."""
+        feeds = self.stage_feeds(state, exit_index)
+        outputs = self._sessions[exit_index].run(self._outputs[exit_index], feeds)
+        tensors = [torch.from_numpy(value) for value in outputs]
+        return tensors[0], tensors[1:]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Not possible: the heads are compiled into the ONNX stages.
+
+        Raises:
+            TypeError: Always.
+        """
+        raise TypeError(
+            "an OnnxRuntimeNetwork's heads are part of its ONNX stages; re-head the torch model "
+            f"and export it again (asked for {num_classes!r} classes)"
+        )
+
+    def train(self, mode: bool = True) -> OnnxRuntimeNetwork:
+        """Stay in eval mode whatever ``mode`` says: the stages hold BatchNorm's running
+        statistics and have no training behaviour."""
+        return super().train(False)
+
+    def extra_repr(self) -> str:
+        return (
+            f"directory={str(self.directory)!r}, exits={self.num_exits}, "
+            f"input_shape={self.input_shape}"
+        )

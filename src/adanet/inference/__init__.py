@@ -1,0 +1,10 @@
+"""Running a network exit by exit: real batched early exit and the static baselines.
+
+* :func:`early_exit`: every sample leaves at the first exit its policy lets it; the samples
+  that remain go on, the state compacted to them.
+* :class:`EarlyExitResult`: each sample's logits, exit and cost.
+"""
+
+from adanet.inference.engine import EarlyExitResult, early_exit
+
+__all__ = ["EarlyExitResult", "early_exit"]

@@ -1,0 +1,159 @@
+"""``early_exit``: real, batched early exit.
+
+The network runs exit by exit (see :mod:`adanet.models.early_exit_network`). After each exit
+the policy decides which samples leave; their logits are stored, and the network carries on with the
+remaining samples only, every tensor of its state compacted. A sample that leaves at exit
+``k`` costs exactly the blocks up to exit ``k``; nothing is computed for it afterwards.
+
+The only host–device synchronisation is one count per exit (how many samples remain),
+which compaction needs to know the new batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from adanet._validation import check_costs
+from adanet.costs.cache import exit_costs_for, resolve_convention
+from adanet.costs.counting import Convention
+from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.models.state import select_samples
+from adanet.policies.protocol import ExitDecider, check_policy, check_policy_fits
+
+__all__ = ["EarlyExitResult", "early_exit"]
+
+
+@dataclass(frozen=True)
+class EarlyExitResult:
+    """What :func:`early_exit` returns.
+
+    Attributes:
+        logits: ``[N, num_classes]``: each sample's logits from the exit it left at.
+        exit_index: ``[N]`` int64: the exit each sample left at.
+        cost: ``[N]`` float64: the cumulative cost (MACs) each sample paid.
+    """
+
+    logits: Tensor
+    exit_index: Tensor
+    cost: Tensor
+
+    @property
+    def mean_cost(self) -> float:
+        """Mean cost per sample."""
+        return float(self.cost.mean())
+
+    def exit_fractions(self, num_exits: int) -> list[float]:
+        """Share of the samples that left at each exit."""
+        counts = torch.bincount(self.exit_index.cpu(), minlength=num_exits)
+        return (counts.double() / max(1, self.exit_index.numel())).tolist()
+
+
+def _cost_table(
+    model: EarlyExitNetwork,
+    x: Tensor,
+    policy: ExitDecider,
+    costs: Sequence[float] | Tensor | None,
+    convention: Convention | None,
+) -> Tensor:
+    if costs is None:
+        return exit_costs_for(model, x.shape[1:], resolve_convention(policy, convention))
+    return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+
+
+def early_exit(
+    model: EarlyExitNetwork,
+    x: Tensor,
+    policy: ExitDecider,
+    *,
+    costs: Sequence[float] | Tensor | None = None,
+    convention: Convention | None = None,
+) -> EarlyExitResult:
+    """Run ``model`` on ``x`` with real early exit under ``policy``.
+
+    For the same decisions the logits equal those of the all-exit ``model(x)``: the samples
+    that remain see exactly the same computation, only fewer of them.
+
+    The model must be in eval mode: in train mode BatchNorm would normalise each shrinking
+    sub-batch with its own statistics (and update its running statistics with them), so a
+    sample's output would depend on which other samples left. Gradients are not tracked.
+
+    Images holding NaN give NaN logits; a threshold policy never finds them confident, so they
+    go to the last exit (and cost the whole network) without disturbing the other samples.
+
+    Args:
+        model: A network following adanet's early-exit protocol, in eval mode.
+        x: ``[N, C, H, W]`` images.
+        policy: Any :class:`adanet.ExitDecider`; it decides after each exit which samples leave.
+        costs: Cumulative cost of each exit for one image (finite, non-negative,
+            non-decreasing); measured with :func:`measure_exit_costs` (and cached) when omitted.
+        convention: The cost convention used when ``costs`` is omitted; defaults to the one the
+            policy records, else ``"actual"``.
+
+    Returns:
+        The logits, exit index and cost of every sample, in input order.
+
+    Raises:
+        TypeError: ``model`` or ``policy`` does not follow its protocol (e.g. ``None``).
+        RuntimeError: The model is in train mode.
+        ValueError: The policy was calibrated for another number of exits or classes, input
+            size or cost convention; bad ``costs``; or the input is not a valid batch.
+    """
+    if not isinstance(model, EarlyExitNetwork):
+        raise TypeError(f"early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
+    policy = check_policy(policy)
+    if model.training:
+        raise RuntimeError(
+            "early_exit needs the model in eval mode (call model.eval()): in train mode "
+            "BatchNorm would use the statistics of each shrinking sub-batch"
+        )
+    model.check_input(x)
+    num_exits = model.num_exits
+    check_policy_fits(policy, num_exits=num_exits, input_size=tuple(x.shape[2:]))
+    cost_table = _cost_table(model, x, policy, costs, convention)
+
+    with torch.no_grad():
+        n = x.shape[0]
+        device = x.device
+        remaining = torch.arange(n, device=device)  # input positions of the samples still in
+        exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=device)
+        out: Tensor | None = None
+        state = model.begin(x)
+        decision_state = policy.initial_state(n, device)
+        for k in range(num_exits):
+            feature, state = model.advance(state, k)
+            logits = model.exits[k](feature)  # [n_k, num_classes]
+            if out is None:
+                check_policy_fits(policy, num_exits=num_exits, num_classes=logits.shape[1])
+                out = logits.new_empty((n, logits.shape[1]))
+            if k == num_exits - 1:
+                out.index_copy_(0, remaining, logits)
+                break
+            leaving, decision_state = policy.step(k, logits, decision_state)
+            if not isinstance(leaving, Tensor) or leaving.shape != (logits.shape[0],):
+                raise ValueError(
+                    f"{type(policy).__name__}.step must return a [{logits.shape[0]}] bool mask, "
+                    f"got {tuple(leaving.shape) if isinstance(leaving, Tensor) else leaving!r}"
+                )
+            leaving = leaving.to(torch.bool)
+            # A stable sort puts the staying samples first in their order; one count (the
+            # single sync of this exit) splits staying from leaving.
+            order = torch.argsort(leaving.to(torch.int8), stable=True)
+            staying = int((~leaving).sum())
+            gone = order[staying:]
+            if gone.numel():
+                out.index_copy_(0, remaining[gone], logits[gone])
+                exit_index.index_fill_(0, remaining[gone], k)
+            if staying == 0:
+                break
+            if staying < logits.shape[0]:
+                kept = order[:staying]
+                state = select_samples(state, kept)
+                decision_state = select_samples(decision_state, kept)
+                remaining = remaining[kept]
+        assert out is not None  # num_exits >= 1
+    cost = cost_table.to(device)[exit_index]
+    return EarlyExitResult(logits=out, exit_index=exit_index, cost=cost)

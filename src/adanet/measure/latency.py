@@ -1,0 +1,189 @@
+"""Wall-clock costs: the time per image to reach each exit, and batch latency statistics.
+
+:func:`measure_exit_latency` times :func:`adanet.early_exit` itself under a policy that sends
+every sample out at exit ``k``, for every ``k``, on the user's device. The result is a list of
+cumulative seconds per image, usable wherever adanet takes ``costs`` (calibration for a mean
+cost, :func:`adanet.budgeted_sweep`, the plots): a budget in milliseconds instead of MACs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from adanet._device import module_device
+from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.policies.protocol import LogitsInput, stack_logits
+
+__all__ = ["LatencyStats", "latency_stats", "measure_exit_latency", "time_call"]
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Throughput and batch latency of one way of running a model over a loader.
+
+    Attributes:
+        images_per_second: Images divided by the summed batch times.
+        p50_batch_seconds: Median time of one batch.
+        p95_batch_seconds: 95th percentile (nearest rank) of the batch times.
+        num_batches: Batches timed.
+    """
+
+    images_per_second: float
+    p50_batch_seconds: float
+    p95_batch_seconds: float
+    num_batches: int
+
+
+def latency_stats(batch_seconds: Sequence[float], num_images: int) -> LatencyStats:
+    """Summarises per-batch wall times.
+
+    Raises:
+        ValueError: If there are no batch times.
+    """
+    if not batch_seconds:
+        raise ValueError("latency_stats needs at least one batch time")
+    ordered = sorted(batch_seconds)
+    rank = max(1, math.ceil(0.95 * len(ordered)))
+    total = math.fsum(ordered)
+    return LatencyStats(
+        images_per_second=num_images / total if total > 0 else math.inf,
+        p50_batch_seconds=statistics.median(ordered),
+        p95_batch_seconds=ordered[rank - 1],
+        num_batches=len(ordered),
+    )
+
+
+def time_call(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds ``fn()`` takes, synchronising CUDA before and after so the time is real."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+class _ExitAt:
+    """An :class:`adanet.ExitDecider` that sends every sample out at one exit."""
+
+    def __init__(self, exit_index: int, num_exits: int) -> None:
+        self.exit_index = exit_index
+        self.num_exits = num_exits
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> dict[str, Tensor]:
+        return {}
+
+    def step(
+        self, exit_index: int, logits: Tensor, state: Mapping[str, Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        leave = exit_index >= self.exit_index
+        return torch.full((logits.shape[0],), leave, dtype=torch.bool, device=logits.device), {}
+
+    def simulate(self, logits: LogitsInput) -> Tensor:
+        stacked = stack_logits(logits)
+        return torch.full(
+            (stacked.shape[1],), self.exit_index, dtype=torch.long, device=stacked.device
+        )
+
+
+def _input_shape(model: EarlyExitNetwork, input_size: int | Sequence[int]) -> tuple[int, int, int]:
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        size: tuple[int, ...] = (model.in_channels, input_size, input_size)
+    elif isinstance(input_size, Sequence) and not isinstance(input_size, str | bytes):
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in input_size):
+            raise TypeError(f"input_size must hold ints, got {input_size!r}")
+        size = (model.in_channels, *input_size) if len(input_size) == 2 else tuple(input_size)
+    else:
+        raise TypeError(f"input_size must be S, (H, W) or (C, H, W) ints, got {input_size!r}")
+    if len(size) != 3 or min(size) < 1:
+        raise ValueError(
+            f"input_size must be S, (H, W) or (C, H, W) of positive ints, got {input_size!r}"
+        )
+    return (size[0], size[1], size[2])
+
+
+def _positive_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def measure_exit_latency(
+    model: EarlyExitNetwork,
+    input_size: int | Sequence[int],
+    *,
+    batch_size: int = 32,
+    device: torch.device | str | None = None,
+    repeats: int = 10,
+    warmup: int = 2,
+) -> list[float]:
+    """Cumulative seconds per image to reach each exit through the early-exit path.
+
+    For each exit ``k`` a random batch runs through :func:`adanet.early_exit` under a policy
+    that sends every sample out at ``k``: the stem, the blocks up to ``k``, every head up to
+    ``k`` and the policy's bookkeeping, exactly what a sample leaving at ``k`` pays. The median
+    of ``repeats`` timed runs (after ``warmup`` untimed ones) is divided by the batch size. A
+    later exit is never reported cheaper than an earlier one (timing noise is clipped by a
+    running maximum), so the result is a valid cumulative cost list.
+
+    Args:
+        model: The network; it is run in eval mode and its training flag is restored.
+        input_size: ``S``, ``(H, W)`` or ``(C, H, W)`` of the images.
+        batch_size: Images per timed batch (time per image depends on it).
+        device: Where to time; defaults to the model's device. On another device a copy of the
+            model is timed and the model itself is left where it is.
+        repeats: Timed runs per exit; at least 1.
+        warmup: Untimed runs per exit first (kernel selection, caches); at least 0.
+
+    Returns:
+        Seconds per image for every exit, non-decreasing.
+
+    Raises:
+        TypeError: If ``model`` is not an :class:`adanet.EarlyExitNetwork`.
+        ValueError: On a bad size, batch size or repeat count.
+    """
+    from adanet.inference.engine import early_exit
+
+    if not isinstance(model, EarlyExitNetwork):
+        raise TypeError(
+            f"measure_exit_latency needs an adanet.EarlyExitNetwork, got {type(model).__name__}"
+        )
+    shape = _input_shape(model, input_size)
+    batch = _positive_int("batch_size", batch_size, 1)
+    runs = _positive_int("repeats", repeats, 1)
+    warm = _positive_int("warmup", warmup, 0)
+    target = module_device(model) if device is None else torch.device(device)
+    timed = model if target == module_device(model) else copy.deepcopy(model).to(target)
+    dtype = next((p.dtype for p in timed.parameters() if p.is_floating_point()), torch.float32)
+    x = torch.randn(batch, *shape, device=target, dtype=dtype)
+    zero_costs = [0.0] * model.num_exits
+    was_training = timed.training
+    timed.eval()
+    per_image: list[float] = []
+    try:
+        for k in range(model.num_exits):
+            policy = _ExitAt(k, model.num_exits)
+
+            def run(policy: _ExitAt = policy) -> None:
+                early_exit(timed, x, policy, costs=zero_costs)
+
+            for _ in range(warm):
+                run()
+            times = [time_call(run, target) for _ in range(runs)]
+            per_image.append(statistics.median(times) / batch)
+    finally:
+        timed.train(was_training)
+    for k in range(1, len(per_image)):
+        per_image[k] = max(per_image[k], per_image[k - 1])
+    return per_image

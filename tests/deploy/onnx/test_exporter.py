@@ -1,0 +1,140 @@
+"""``export_onnx``: the files, the manifest, and errors that name the stage and operator."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import adanet
+from adanet import EarlyExitPolicy
+from adanet.deploy.onnx import export_onnx
+from adanet.deploy.stages import StageExportError, state_signature
+
+onnx = pytest.importorskip("onnx")
+
+SESSION_SOURCE = Path(adanet.__file__).parent / "deploy" / "onnx" / "early_exit_session.py"
+
+
+def test_directory_holds_stages_manifest_and_session(exported: Any) -> None:
+    names = sorted(p.name for p in exported.directory.iterdir())
+    assert names == [
+        "early_exit_session.py",
+        "manifest.json",
+        "stage_0.onnx",
+        "stage_1.onnx",
+        "stage_2.onnx",
+    ]
+    copied = (exported.directory / "early_exit_session.py").read_bytes()
+    assert copied == SESSION_SOURCE.read_bytes()
+
+
+def test_manifest_describes_exits_state_costs_and_policy(exported: Any) -> None:
+    manifest = json.loads((exported.directory / "manifest.json").read_text())
+    model = exported.model
+    assert manifest["format_version"] == 1
+    assert manifest["num_exits"] == 3 and manifest["num_classes"] == 10
+    assert manifest["input"] == {
+        "name": "images",
+        "shape": ["batch", 3, 32, 32],
+        "dtype": "float32",
+    }
+    assert manifest["policy"] == exported.policy.to_dict()
+    macs = [c.macs for c in adanet.measure_exit_costs(model, 32)]
+    assert manifest["costs"]["macs"] == macs
+    assert manifest["costs"]["input_size"] == [3, 32, 32]
+    assert manifest["costs"]["latency_ms"] == list(exported.latency_ms)
+    assert [e["macs"] for e in manifest["exits"]] == macs
+    assert [e["latency_ms"] for e in manifest["exits"]] == list(exported.latency_ms)
+    assert manifest["preprocessing"] == {
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+        "input_size": [3, 32, 32],
+    }
+    signature = state_signature(model, torch.zeros(1, 3, 32, 32))
+    assert len(manifest["state"]) == 2
+    for k, tensors in enumerate(manifest["state"]):
+        assert [t["name"] for t in tensors] == [f"state_{k}_{i}" for i in range(len(tensors))]
+        assert [(tuple(t["shape"][1:]), t["dtype"]) for t in tensors] == [
+            (shape, str(dtype).removeprefix("torch.")) for shape, dtype in signature[k]
+        ]
+        assert all(t["shape"][0] == "batch" for t in tensors)
+        assert manifest["exits"][k]["outputs"] == ["logits", *[t["name"] for t in tensors]]
+        assert manifest["exits"][k + 1]["inputs"] == [t["name"] for t in tensors]
+    assert manifest["exits"][0]["inputs"] == ["images"]
+    assert manifest["exits"][2]["outputs"] == ["logits"]
+
+
+def test_onnx_files_have_a_dynamic_batch_dimension(exported: Any) -> None:
+    for k in range(3):
+        proto = onnx.load(str(exported.directory / f"stage_{k}.onnx"))
+        onnx.checker.check_model(proto)
+        for value in [*proto.graph.input, *proto.graph.output]:
+            first = value.type.tensor_type.shape.dim[0]
+            assert first.dim_param == "batch", (k, value.name)
+
+
+def test_bad_arguments_are_refused_before_exporting(
+    tmp_path: Path, make_small_ranet: Callable[[], adanet.RANet]
+) -> None:
+    model = make_small_ranet()
+    with pytest.raises(ValueError, match="2 thresholds but the model has 3"):
+        export_onnx(model, tmp_path, 32, EarlyExitPolicy([0.5, 0.5]))
+    with pytest.raises(ValueError, match="latency_ms has 1 entries"):
+        export_onnx(model, tmp_path, 32, latency_ms=[1.0])
+    with pytest.raises(ValueError, match="input_size"):
+        export_onnx(model, tmp_path, (1, 2, 3, 4))
+    with pytest.raises(TypeError, match="EarlyExitNetwork"):
+        export_onnx(nn.Linear(2, 2), tmp_path, 32)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_extra_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_small_ranet: Callable[[], adanet.RANet]
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(ImportError, match=r"adanet-torch\[onnx\]"):
+        export_onnx(make_small_ranet(), tmp_path, 32)
+
+
+@torch.library.custom_op("adanet_test::wobble", mutates_args=())
+def _wobble(x: Tensor) -> Tensor:
+    return x * 1.0
+
+
+@_wobble.register_fake
+def _(x: Tensor) -> Tensor:
+    return torch.empty_like(x)
+
+
+class _Unconvertible(adanet.EarlyExitNetwork):
+    """Two exits; the second stage calls an operator ONNX has no translation for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_channels = 3
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.exits = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)) for _ in range(2)
+        )
+
+    def begin(self, x: Tensor) -> Any:
+        return self.conv(x)
+
+    def advance(self, state: Any, exit_index: int) -> tuple[Tensor, Any]:
+        if exit_index == 1:
+            state = _wobble(state)
+        return state, state
+
+
+def test_export_failure_names_the_stage_and_operator(tmp_path: Path) -> None:
+    with pytest.raises(StageExportError, match=r"stage 1 .*adanet_test[.:]+wobble") as info:
+        export_onnx(_Unconvertible().eval(), tmp_path, 8)
+    assert info.value.stage == 1
+    assert info.value.operator is not None and "wobble" in info.value.operator

@@ -1,0 +1,80 @@
+"""``OnnxRuntimeNetwork``: exported fp32 stages behind the early-exit protocol match the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import adanet
+from adanet.deploy.onnx import OnnxRuntimeNetwork
+
+pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
+
+
+@pytest.fixture(scope="module")
+def network(exported: Any) -> OnnxRuntimeNetwork:
+    return OnnxRuntimeNetwork(exported.directory, threads=1)
+
+
+def _images(n: int, seed: int = 3) -> torch.Tensor:
+    return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def test_is_an_early_exit_network_in_eval_mode(network: OnnxRuntimeNetwork) -> None:
+    assert isinstance(network, adanet.EarlyExitNetwork)
+    assert network.num_exits == 3 and network.input_shape == (3, 32, 32)
+    network.train()  # the stages have no train mode: it stays in eval mode
+    assert not network.training
+
+
+def test_all_exits_match_the_torch_model(exported: Any, network: OnnxRuntimeNetwork) -> None:
+    x = _images(24)
+    with torch.no_grad():
+        expected = exported.model(x)
+    got = network(x)
+    assert len(got) == len(expected)
+    for ours, theirs in zip(got, expected, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_early_exit_matches_eager_early_exit(exported: Any, network: OnnxRuntimeNetwork) -> None:
+    x = _images(64, seed=4)
+    eager = adanet.early_exit(exported.model, x, exported.policy)
+    ours = adanet.early_exit(network, x, exported.policy)
+    # The policy was calibrated on other images; these still leave at several exits.
+    assert len(set(eager.exit_index.tolist())) > 1
+    assert torch.equal(ours.exit_index, eager.exit_index)
+    torch.testing.assert_close(ours.logits, eager.logits, atol=1e-4, rtol=1e-4)
+    # Costs are the torch model's MACs, recorded in the manifest.
+    torch.testing.assert_close(ours.cost, eager.cost)
+
+
+def test_stage_feeds_name_the_inputs_each_stage_reads(network: OnnxRuntimeNetwork) -> None:
+    x = _images(2)
+    feeds = network.stage_feeds(network.begin(x), 0)
+    assert list(feeds) == ["images"] and (feeds["images"] == x.numpy()).all()
+    _, state = network.advance(network.begin(x), 0)
+    later = network.stage_feeds(state, 1)
+    assert later and all(name.startswith("state_0_") for name in later)
+
+
+def test_bad_images_are_refused(network: OnnxRuntimeNetwork) -> None:
+    with pytest.raises(ValueError, match=r"\(3, 32, 32\)"):
+        network(torch.randn(2, 3, 40, 40))
+    with pytest.raises(TypeError, match="float32"):
+        network(torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    with pytest.raises(ValueError, match="expected 3 input channels"):
+        network(torch.randn(2, 4, 32, 32))
+
+
+def test_heads_cannot_be_replaced(network: OnnxRuntimeNetwork) -> None:
+    with pytest.raises(TypeError, match="export it again"):
+        network.reset_classifier(5)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
+        OnnxRuntimeNetwork(str(tmp_path))
