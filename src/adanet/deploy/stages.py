@@ -2,7 +2,8 @@
 
 An adanet network already runs exit by exit (see :mod:`adanet.models.early_exit_network`):
 :meth:`begin` makes a state, :meth:`advance` carries it to the next exit.
-:func:`export_stages` cuts the network there and exports each piece with :func:`torch.export.export`:
+:func:`export_stages` cuts the network there and exports each piece with
+:func:`torch.export.export`:
 
 * stage 0 takes the image batch and returns exit 0's logits and the state after it;
 * stage ``k > 0`` takes the state after exit ``k - 1`` and returns exit ``k``'s logits and the
