@@ -37,7 +37,7 @@ from typing import Any
 
 from adanet.cli import main as adanet_main
 from adanet.cli.report import cheapest_within
-from adanet.cli.run_folder import write_text_atomic
+from adanet._atomic import write_text_atomic
 
 RUN = Path("runs/demo")
 

@@ -29,7 +29,7 @@ from adanet.costs.counting import measure_exit_costs
 from adanet.deploy.model_dir import load_pretrained, save_pretrained
 from adanet.deploy.onnx.exporter import export_onnx
 from adanet.deploy.optimize import optimize_for_inference
-from adanet.inference.engine import EarlyExitResult, early_exit
+from adanet.inference.engine import EarlyExitResult, early_exit, run_to_exit
 from adanet.measure.evaluation import evaluate_anytime, evaluate_policy
 from adanet.measure.latency import measure_exit_latency
 from adanet.models.early_exit_network import EarlyExitNetwork
@@ -71,6 +71,7 @@ __all__ = [
     "measure_exit_costs",
     "measure_exit_latency",
     "optimize_for_inference",
+    "run_to_exit",
     "save_pretrained",
 ]
 

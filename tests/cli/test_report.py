@@ -19,7 +19,6 @@ from adanet.cli.report import (
     WallTimes,
     add_confidence_intervals,
     cheapest_within,
-    last_exit_logits,
     measure_wall_times,
     render_report,
     write_run_report,
@@ -111,13 +110,6 @@ def test_render_report_warns_when_calibrated_on_test() -> None:
     assert "n/a" in text  # no intervals were added
     with pytest.raises(ValueError, match="no 'anytime' rows"):
         render_report({"anytime": []})
-
-
-def test_last_exit_logits_equal_the_forward(model_and_loader: tuple[RANet, Any]) -> None:
-    model, loader = model_and_loader
-    x = next(iter(loader))[0]
-    with torch.no_grad():
-        torch.testing.assert_close(last_exit_logits(model, x), model(x)[-1])
 
 
 def test_measure_wall_times(model_and_loader: tuple[RANet, Any]) -> None:

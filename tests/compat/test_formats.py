@@ -15,7 +15,9 @@ def test_each_network_and_its_config_find_their_format() -> None:
     assert ranet is compat.reference_format_for(adanet.RANet(adanet.RANetConfig()))
     assert ranet.arch == "RANet" and ranet.option_names["nBlocks"] == "num_blocks"
     msdnet = compat.reference_format_for("MSDNET")
-    assert msdnet.config_cls is adanet.MSDNetConfig and msdnet.defaults["nChannels"] == 32
+    assert msdnet.architecture == "MSDNet" and msdnet.defaults["nChannels"] == 32
+    registered = adanet.models.registry.default_registry.architecture(msdnet.architecture)
+    assert registered.config_cls is adanet.MSDNetConfig
 
 
 def test_a_model_without_a_format_loads_names_as_they_are() -> None:

@@ -26,6 +26,7 @@ from adanet.deploy.model_dir import (
     save_pretrained,
 )
 from adanet.models import PretrainedCfg
+from conftest import load_example
 
 PREP = PretrainedCfg(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
 
@@ -161,7 +162,7 @@ def test_unknown_architecture_is_a_clear_error(tmp_path: Path) -> None:
     save_pretrained(_ranet(), tmp_path, preprocessing=PREP)
     _rewrite_json(tmp_path / "config.json", lambda d: d.__setitem__("arch", "ResNeXt"))
     _reseal(tmp_path, "config.json")
-    with pytest.raises(PretrainedError, match=r"unknown architecture 'ResNeXt'.*RANet, MSDNet"):
+    with pytest.raises(PretrainedError, match=r"unknown architecture 'ResNeXt'.*MSDNet.*RANet"):
         load_pretrained(tmp_path)
 
 
@@ -193,7 +194,7 @@ def test_safetensors_weights_without_the_extra(
 
 def test_bad_arguments(tmp_path: Path) -> None:
     example = adanet.blocks.ExitHead(4, 2)
-    with pytest.raises(TypeError, match="supports RANet, MSDNet"):
+    with pytest.raises(TypeError, match="EarlyExitNetwork"):
         save_pretrained(example, tmp_path, preprocessing=PREP)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="2 thresholds but the model has 3"):
         save_pretrained(_ranet(), tmp_path, EarlyExitPolicy([0.5, 0.5]), PREP)
@@ -293,3 +294,43 @@ def test_preprocessing_defaults_to_the_models_pretrained_cfg(tmp_path: Path) -> 
     loaded = load_pretrained(tmp_path)
     assert loaded.pretrained.preprocessing == PREP
     assert loaded.pretrained_cfg == PREP
+
+
+def test_a_registered_network_of_your_own_round_trips(tmp_path: Path) -> None:
+    """A network registered with @register_model and built with create_model is saved by
+    name and arguments, and loads back with the same weights (examples/custom_network.py)."""
+    load_example("custom_network")  # registers "tiny_multiscale"
+    torch.manual_seed(0)
+    model = adanet.create_model("tiny_multiscale", num_classes=5, growth=4).eval()
+    policy = EarlyExitPolicy([0.6] * (model.num_exits - 1) + [-math.inf], num_classes=5)
+    prep = PretrainedCfg(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 32, 32))
+    save_pretrained(model, tmp_path / "tiny", policy, prep, safetensors=False)
+    record = json.loads((tmp_path / "tiny" / "config.json").read_text())
+    assert record["model"] == "tiny_multiscale"
+    assert record["arguments"] == {"num_classes": 5, "growth": 4}
+    loaded = load_pretrained(tmp_path / "tiny")
+    assert type(loaded) is type(model) and loaded.pretrained.policy == policy
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        for ours, theirs in zip(loaded(x), model(x), strict=True):
+            torch.testing.assert_close(ours, theirs)
+
+
+def test_a_network_built_directly_says_how_to_save_it(tmp_path: Path) -> None:
+    network = load_example("custom_network").TinyMultiScaleNet(num_classes=3)
+    with pytest.raises(TypeError, match="create_model"):
+        save_pretrained(network, tmp_path / "x", preprocessing=PREP)
+
+
+def test_an_unregistered_model_name_is_a_clear_error(tmp_path: Path) -> None:
+    load_example("custom_network")
+    model = adanet.create_model("tiny_multiscale", num_classes=2).eval()
+    save_pretrained(model, tmp_path / "tiny", preprocessing=PREP, safetensors=False)
+    registry = adanet.models.registry.default_registry
+    entry = registry.entry("tiny_multiscale")
+    registry.unregister("tiny_multiscale")
+    try:
+        with pytest.raises(PretrainedError, match="import the module that registers it"):
+            load_pretrained(tmp_path / "tiny")
+    finally:
+        registry.register("tiny_multiscale", entry)

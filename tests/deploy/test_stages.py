@@ -1,4 +1,4 @@
-"""``export_stages`` and ``ExportedEarlyExit``: exported stages exit early exactly as eager."""
+"""``export_stages`` and ``ExportedNetwork``: exported stages exit early exactly as eager."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 import adanet
 from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, RANet, RANetConfig
 from adanet.calibration import calibrate_shares
-from adanet.deploy.stages import ExportedEarlyExit, StageExportError, export_stages, state_signature
+from adanet.deploy.stages import ExportedNetwork, StageExportError, export_stages, state_signature
 from conftest import load_example
 from decision_margin import assert_same_decisions
 
@@ -64,11 +64,11 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module", params=["ranet", "msdnet", "custom"])
-def exported(request: pytest.FixtureRequest) -> tuple[Any, list[Any], ExportedEarlyExit]:
+def exported(request: pytest.FixtureRequest) -> tuple[Any, list[Any], ExportedNetwork]:
     model = _build(request.param)
     programs = export_stages(model, torch.randn(3, 3, 32, 32))
     costs = [float(c.macs) for c in adanet.measure_exit_costs(model, 32)]
-    return model, programs, ExportedEarlyExit(programs, costs=costs)
+    return model, programs, ExportedNetwork(programs, costs=costs)
 
 
 def _calibrated(model: adanet.EarlyExitNetwork, x: Tensor, measure: str) -> EarlyExitPolicy:
@@ -80,7 +80,7 @@ def _calibrated(model: adanet.EarlyExitNetwork, x: Tensor, measure: str) -> Earl
 
 @pytest.mark.parametrize("measure", ["max_prob", "entropy", "margin", "patience"])
 def test_runner_matches_eager_early_exit(
-    exported: tuple[Any, list[Any], ExportedEarlyExit], measure: str
+    exported: tuple[Any, list[Any], ExportedNetwork], measure: str
 ) -> None:
     model, programs, runner = exported
     torch.manual_seed(2)
@@ -89,7 +89,7 @@ def test_runner_matches_eager_early_exit(
         policy = adanet.PatienceExitPolicy(2, model.num_exits)
     else:
         policy = _calibrated(model, x, measure)
-    ours = runner(x, policy)
+    ours = adanet.early_exit(runner, x, policy)
     eager = adanet.early_exit(model, x, policy)
     assert len(programs) == model.num_exits
     with torch.no_grad():
@@ -105,12 +105,12 @@ def test_runner_matches_eager_early_exit(
 
 @pytest.mark.parametrize("batch", [1, 5])
 def test_programs_take_any_batch(
-    exported: tuple[Any, list[Any], ExportedEarlyExit], batch: int
+    exported: tuple[Any, list[Any], ExportedNetwork], batch: int
 ) -> None:
     model, _programs, runner = exported
     x = torch.randn(batch, 3, 32, 32)
     nobody = EarlyExitPolicy([math.inf] * model.num_exits)
-    result = runner(x, nobody)
+    result = adanet.early_exit(runner, x, nobody)
     with torch.no_grad():
         expected = model(x)[-1]
     torch.testing.assert_close(result.logits, expected, rtol=0, atol=1e-5)
@@ -118,7 +118,7 @@ def test_programs_take_any_batch(
 
 
 def test_stage_signature_describes_the_flat_state(
-    exported: tuple[Any, list[Any], ExportedEarlyExit],
+    exported: tuple[Any, list[Any], ExportedNetwork],
 ) -> None:
     model, programs, _runner = exported
     signature = state_signature(model, torch.randn(1, 3, 32, 32))
@@ -134,11 +134,11 @@ def test_stage_signature_describes_the_flat_state(
     assert last.shape[0] == 4
 
 
-def test_everybody_leaves_at_exit_zero(exported: tuple[Any, list[Any], ExportedEarlyExit]) -> None:
+def test_everybody_leaves_at_exit_zero(exported: tuple[Any, list[Any], ExportedNetwork]) -> None:
     model, _programs, runner = exported
     x = torch.randn(6, 3, 32, 32)
     everybody = EarlyExitPolicy([-math.inf] * model.num_exits)
-    result = runner(x, everybody)
+    result = adanet.early_exit(runner, x, everybody)
     with torch.no_grad():
         expected = model(x)[0]
     torch.testing.assert_close(result.logits, expected, rtol=0, atol=1e-5)
@@ -147,26 +147,45 @@ def test_everybody_leaves_at_exit_zero(exported: tuple[Any, list[Any], ExportedE
     assert result.cost.tolist() == [first_cost] * 6
 
 
-def test_runner_rejects_bad_arguments(exported: tuple[Any, list[Any], ExportedEarlyExit]) -> None:
+def test_runner_rejects_bad_arguments(exported: tuple[Any, list[Any], ExportedNetwork]) -> None:
     model, programs, runner = exported
+    policy = EarlyExitPolicy([0.5] * model.num_exits)
     with pytest.raises(ValueError, match="no"):
-        ExportedEarlyExit([])
+        ExportedNetwork([])
     with pytest.raises(ValueError, match="costs has 1 entries"):
-        ExportedEarlyExit(programs, costs=[1.0])
-    with pytest.raises(ValueError, match="thresholds"):
-        runner(torch.randn(2, 3, 32, 32), EarlyExitPolicy([0.5] * (model.num_exits + 1)))
+        ExportedNetwork(programs, costs=[1.0])
+    # The same checks as for the eager network: they come from the one engine.
+    with pytest.raises(ValueError, match="exits"):
+        adanet.early_exit(runner, torch.randn(2, 3, 32, 32), EarlyExitPolicy([0.5] * 9))
     with pytest.raises(TypeError, match="floating-point"):
-        runner(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), EarlyExitPolicy([0.5] * 3))
-    with pytest.raises(ValueError, match="non-empty"):
-        runner(torch.randn(3, 32, 32), EarlyExitPolicy([0.5] * model.num_exits))
+        adanet.early_exit(runner, torch.zeros(2, 3, 32, 32, dtype=torch.uint8), policy)
+    with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
+        adanet.early_exit(runner, torch.randn(3, 32, 32), policy)
+    with pytest.raises(ValueError, match="exported for images of"):
+        adanet.early_exit(runner, torch.randn(2, 3, 40, 40), policy)
+    with pytest.raises(TypeError, match="ExitDecider"):
+        adanet.early_exit(runner, torch.randn(2, 3, 32, 32), None)  # type: ignore[arg-type]
 
 
-def test_without_costs_the_cost_is_nan() -> None:
+def test_without_costs_the_programs_operations_are_counted() -> None:
     model = _TwoExits("plain").eval()
     programs = export_stages(model, torch.randn(2, 3, 8, 8))
-    result = ExportedEarlyExit(programs)(torch.randn(3, 3, 8, 8), EarlyExitPolicy([0.0, 0.0]))
-    assert torch.isnan(result.cost).all()
+    network = ExportedNetwork(programs)
+    result = adanet.early_exit(network, torch.randn(3, 3, 8, 8), EarlyExitPolicy([0.0, 0.0]))
+    eager = adanet.measure_exit_costs(model, 8)
+    assert result.cost.tolist() == [eager[0].macs] * 3
     assert result.exit_index.tolist() == [0, 0, 0]
+
+
+def test_the_programs_run_every_exit_as_a_network(
+    exported: tuple[Any, list[Any], ExportedNetwork],
+) -> None:
+    model, _programs, network = exported
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected, got = model(x), network(x)
+    for ours, theirs in zip(got, expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 
 def test_export_needs_eval_mode_and_a_protocol_network() -> None:

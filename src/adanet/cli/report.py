@@ -30,7 +30,7 @@ from torch import Tensor
 from adanet._atomic import atomic_path, write_json_atomic, write_text_atomic
 from adanet._device import module_device
 from adanet.cli.plots import plot_anytime, plot_budgeted, wilson_interval
-from adanet.inference.engine import early_exit
+from adanet.inference.engine import early_exit, run_to_exit
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.protocol import ExitDecider
 from adanet.policies.serialization import policy_from_dict
@@ -41,7 +41,6 @@ __all__ = [
     "WallTimes",
     "add_confidence_intervals",
     "cheapest_within",
-    "last_exit_logits",
     "measure_wall_times",
     "render_report",
     "write_run_report",
@@ -79,17 +78,6 @@ class WallTimes:
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def last_exit_logits(model: EarlyExitNetwork, x: Tensor) -> Tensor:
-    """The last exit's logits of ``x``, computed without running any other exit head: the
-    static, last-exit-only model. Call it under ``torch.no_grad()`` for inference."""
-    state = model.begin(x)
-    feature = x
-    for k in range(model.num_exits):
-        feature, state = model.advance(state, k)
-    logits: Tensor = model.exits[model.num_exits - 1](feature)
-    return logits
 
 
 def measure_wall_times(
@@ -131,7 +119,7 @@ def measure_wall_times(
     runs: dict[str, Callable[[Tensor], object]] = {
         "early_exit": lambda x: early_exit(model, x, policy, costs=costs),
         "all_exits": model,
-        "last_exit_only": lambda x: last_exit_logits(model, x),
+        "last_exit_only": lambda x: run_to_exit(model, x, -1),
     }
     total = 0
     batch_size = 0

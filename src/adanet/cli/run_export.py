@@ -12,9 +12,9 @@ import torch
 from torch import Tensor
 
 from adanet._safe_load import CheckpointError, read_state_dict
-from adanet.deploy.model_dir import PretrainedError, _architectures, _read_json, save_pretrained
-from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.deploy.model_dir import PretrainedError, _read_json, save_pretrained
 from adanet.models.pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
+from adanet.models.registry import default_registry
 from adanet.policies.threshold import EarlyExitPolicy
 
 __all__ = ["export_run"]
@@ -121,12 +121,13 @@ def export_run(
     run = _read_json(config_path)
     if not isinstance(run, Mapping) or "arch" not in run or "config" not in run:
         raise PretrainedError(f"{config_path} lacks 'arch' or 'config'")
-    table = {name.lower(): entry for name, entry in _architectures().items()}
-    arch = str(run["arch"]).lower()
-    if arch not in table:
-        raise PretrainedError(f"{config_path} names an unknown architecture {run['arch']!r}")
-    config_cls, model_cls = table[arch]
-    model: EarlyExitNetwork = model_cls(config_cls.from_dict(run["config"]))
+    try:
+        arch = default_registry.architecture(str(run["arch"]))
+    except ValueError:
+        raise PretrainedError(
+            f"{config_path} names an unknown architecture {run['arch']!r}"
+        ) from None
+    model = arch.build(arch.config_cls.from_dict(run["config"]))
     for name in ("model_best.pt", "checkpoint_last.pt"):
         if (save / name).is_file():
             weights = save / name

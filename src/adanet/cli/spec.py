@@ -20,6 +20,7 @@ from adanet.cli.errors import CLIError
 from adanet.compat import read_reference_config, reference_format_for
 from adanet.data import dataset_info
 from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.models.registry import default_registry
 
 __all__ = [
     "IDENTITY_FIELDS",
@@ -62,15 +63,18 @@ _EXTRA_OPTIONS: dict[str, dict[str, str]] = {"RANet": {"bnAfter": "bn_after"}}
 
 
 def _architectures() -> dict[str, Architecture]:
-    """Architecture name (lower case) → how to build it, from the originals' formats
-    registered in :mod:`adanet.compat` (the one table of their option names)."""
+    """Architecture name (lower case) → how to build it: the classes from the architecture
+    registry (:mod:`adanet.models.registry`), the option names from the originals' formats
+    registered in :mod:`adanet.compat`."""
     table: dict[str, Architecture] = {}
     for name in ("RANet", "msdnet"):
         fmt = reference_format_for(name)
-        table[name.lower()] = Architecture(
+        registered = default_registry.architecture(fmt.architecture)
+        # The command line speaks the originals' --arch names ("RANet", "msdnet").
+        table[fmt.arch.lower()] = Architecture(
             fmt.arch,
-            fmt.config_cls,
-            fmt.model_cls,
+            registered.config_cls,
+            registered.model_cls,
             fmt.option_names,
             _EXTRA_OPTIONS.get(fmt.arch, {}),
         )

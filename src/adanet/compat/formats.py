@@ -1,4 +1,8 @@
-"""Which original format belongs to which adanet config and model: an explicit registry."""
+"""Which original format belongs to which adanet architecture: an explicit registry.
+
+A format names the architecture of :mod:`adanet.models`' registry it reads into; the model
+and config classes are looked up there, so there is one table of architectures.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from adanet.compat import msdnet, ranet
+from adanet.models.registry import default_registry
 
 __all__ = [
     "ReferenceFormat",
@@ -22,8 +29,8 @@ class ReferenceFormat:
 
     Attributes:
         arch: The original's ``--arch`` value (``"RANet"``, ``"msdnet"``).
-        config_cls: The adanet config class it maps to.
-        model_cls: The adanet model class it maps to.
+        architecture: The name of the adanet architecture it maps to (see
+            :func:`adanet.models.registry.ModelRegistry.architecture`).
         option_names: The original's option names and the config fields they fill.
         defaults: The original's defaults for options an args text leaves out (empty
             where the config's own defaults apply).
@@ -32,8 +39,7 @@ class ReferenceFormat:
     """
 
     arch: str
-    config_cls: type
-    model_cls: type
+    architecture: str
     option_names: Mapping[str, str]
     defaults: Mapping[str, Any]
     read_config: Callable[[str | os.PathLike[str]], Any]
@@ -63,7 +69,6 @@ def reference_format_for(target: Any) -> ReferenceFormat:
     Raises:
         LookupError: Nothing is registered for it.
     """
-    _ensure_builtin_formats()
     if isinstance(target, str):
         for fmt in _FORMATS:
             if fmt.arch.lower() == target.lower():
@@ -72,7 +77,8 @@ def reference_format_for(target: Any) -> ReferenceFormat:
         raise LookupError(f"no original format for arch {target!r}; known: {known}")
     cls = target if isinstance(target, type) else type(target)
     for fmt in _FORMATS:
-        if issubclass(cls, (fmt.config_cls, fmt.model_cls)):
+        registered = default_registry.architecture(fmt.architecture)
+        if issubclass(cls, (registered.config_cls, registered.model_cls)):
             return fmt
     raise LookupError(
         f"no original format is registered for {cls.__name__}; register one with "
@@ -114,23 +120,11 @@ def read_reference_config(path_or_text: str | os.PathLike[str], *, arch: str | N
     return reference_format_for(arch).read_config(path_or_text)
 
 
-def _ensure_builtin_formats() -> None:
-    # RANet's and MSDNet's formats are registered on first use: the model modules import
-    # the configs, which read args through this package, so registering at import time
-    # would be circular.
-    if any(fmt.arch == "RANet" for fmt in _FORMATS):
-        return
-    from adanet.compat import msdnet, ranet
-    from adanet.models.msdnet import MSDNet
-    from adanet.models.msdnet_config import MSDNetConfig
-    from adanet.models.ranet import RANet
-    from adanet.models.ranet_config import RANetConfig
-
+def _register_builtin_formats() -> None:
     register_reference_format(
         ReferenceFormat(
             "RANet",
-            RANetConfig,
-            RANet,
+            "RANet",
             ranet.REFERENCE_OPTION_NAMES,
             {},
             ranet.read_ranet_config,
@@ -140,11 +134,13 @@ def _ensure_builtin_formats() -> None:
     register_reference_format(
         ReferenceFormat(
             "msdnet",
-            MSDNetConfig,
-            MSDNet,
+            "MSDNet",
             msdnet.REFERENCE_OPTION_NAMES,
             msdnet.REFERENCE_DEFAULTS,
             msdnet.read_msdnet_config,
             msdnet.translate_msdnet_key,
         )
     )
+
+
+_register_builtin_formats()

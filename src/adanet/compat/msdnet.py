@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adanet.compat.args import parse_dash_list, read_options
 from adanet.compat.ranet import NESTED_BOTTLENECK
-
-if TYPE_CHECKING:
-    from adanet.models.msdnet import MSDNet
-    from adanet.models.msdnet_config import MSDNetConfig
+from adanet.models.msdnet import MSDNet
+from adanet.models.msdnet_config import MSDNetConfig
 
 __all__ = [
     "REFERENCE_DEFAULTS",
@@ -61,8 +59,6 @@ def read_msdnet_config(path_or_text: str | os.PathLike[str]) -> MSDNetConfig:
     Raises:
         ValueError: Not an MSDNet's args, an unknown dataset, or an invalid option.
     """
-    from adanet.models.msdnet_config import MSDNetConfig
-
     args, variant, num_classes = read_options(path_or_text, arch="msdnet")
     values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
     for reference_name, field_name in REFERENCE_OPTION_NAMES.items():

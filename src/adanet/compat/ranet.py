@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adanet.compat.args import parse_dash_list, read_options
-
-if TYPE_CHECKING:
-    from adanet.models.ranet import RANet
-    from adanet.models.ranet_config import RANetConfig
+from adanet.models.ranet import RANet
+from adanet.models.ranet_config import RANetConfig
 
 __all__ = ["LIST_OPTIONS", "REFERENCE_OPTION_NAMES", "read_ranet_config", "translate_ranet_key"]
 
@@ -43,8 +41,6 @@ def read_ranet_config(path_or_text: str | os.PathLike[str]) -> RANetConfig:
     Raises:
         ValueError: Not a RANet's args, an unknown dataset, or an invalid option.
     """
-    from adanet.models.ranet_config import RANetConfig
-
     args, variant, num_classes = read_options(path_or_text, arch="RANet")
     values: dict[str, Any] = {"variant": variant, "num_classes": num_classes}
     for reference_name, field_name in REFERENCE_OPTION_NAMES.items():

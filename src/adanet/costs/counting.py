@@ -35,6 +35,7 @@ from adanet._device import module_device
 from adanet.blocks.dense_buffers import plain_dense_blocks
 from adanet.costs.reference_rules import kernel_area, reference_cost_rule
 from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.models.walk import ExitWalk
 
 __all__ = ["Convention", "ExitCost", "measure_exit_costs"]
 
@@ -239,10 +240,9 @@ def _run_counted(
     try:
         counter = FlopCounterMode(display=False, custom_mapping=mapping)
         with torch.no_grad(), counter, plain_dense_blocks():
-            state = model.begin(x)
-            for k in range(model.num_exits):
-                feature, state = model.advance(state, k)
-                model.exits[k](feature)
+            walk = ExitWalk(model, x)
+            for k, feature in enumerate(walk.features()):
+                walk.head(feature)
                 macs = ops[0] if convention == "reference" else counter.get_total_flops() / 2
                 costs.append(ExitCost(exit=k, macs=float(macs), params=params[0]))
     finally:

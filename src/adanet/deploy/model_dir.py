@@ -41,9 +41,9 @@ from torch import Tensor
 from adanet._atomic import save_torch_atomic, write_bytes_atomic, write_json_atomic
 from adanet._safe_load import CheckpointError, read_state_dict
 from adanet.costs.counting import measure_exit_costs
-from adanet.models import MSDNet, MSDNetConfig, RANet, RANetConfig
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.pretrained_cfg import PretrainedCfg
+from adanet.models.registry import create_model, default_registry
 from adanet.policies.patience import PatienceExitPolicy
 from adanet.policies.serialization import policy_from_dict
 from adanet.policies.threshold import EarlyExitPolicy
@@ -72,9 +72,69 @@ class PretrainedError(ValueError):
     """A model directory that is incomplete, altered, too new or not adanet's."""
 
 
-def _architectures() -> dict[str, tuple[Any, Any]]:
-    # Name written into config.json -> (config class, model class).
-    return {"RANet": (RANetConfig, RANet), "MSDNet": (MSDNetConfig, MSDNet)}
+def _build_record(model: EarlyExitNetwork) -> dict[str, Any]:
+    """What ``config.json`` records to rebuild ``model``: a registered architecture and its
+    config, or the registered model name and arguments :func:`adanet.create_model` used.
+
+    Raises:
+        TypeError: Neither applies, or the arguments are not JSON values.
+    """
+    architecture = default_registry.architecture_of(model)
+    if architecture is not None:
+        return {"arch": architecture.name, "config": getattr(model, "config").to_dict()}  # noqa: B009
+    if model.model_args is not None:
+        arguments = dict(model.model_args.arguments)
+        try:
+            json.dumps(arguments, allow_nan=False)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"the arguments {arguments!r} {model.model_args.name!r} was built with are not "
+                "JSON values, so a model directory cannot record them"
+            ) from None
+        return {
+            "arch": model.model_args.name,
+            "model": model.model_args.name,
+            "arguments": arguments,
+        }
+    raise TypeError(
+        f"save_pretrained rebuilds a model from what built it: a registered architecture "
+        f"(RANet, MSDNet) with its config, or a name from adanet.create_model; got a "
+        f"{type(model).__name__} built directly. Register it with @adanet.models.register_model "
+        "and build it with adanet.create_model(name, ...)"
+    )
+
+
+def _rebuild(record: Mapping[str, Any], where: Path) -> EarlyExitNetwork:
+    """The network ``config.json``'s record describes, with fresh weights.
+
+    Raises:
+        PretrainedError: An unknown architecture or model name, or an invalid config.
+    """
+    if "model" in record:
+        name = str(record["model"])
+        if name not in default_registry:
+            raise PretrainedError(
+                f"{where} holds a {name!r} model, which is not registered: import the module "
+                "that registers it (@adanet.models.register_model) before loading"
+            )
+        arguments = record.get("arguments") or {}
+        if not isinstance(arguments, Mapping):
+            raise PretrainedError(f"{where}: 'arguments' must be a mapping, got {arguments!r}")
+        try:
+            return create_model(name, **dict(arguments))
+        except (TypeError, ValueError) as error:
+            raise PretrainedError(f"{where}: cannot build {name!r}: {error}") from None
+    try:
+        architecture = default_registry.architecture(str(record.get("arch")))
+    except ValueError as error:
+        raise PretrainedError(f"{where} holds an unknown architecture: {error}") from None
+    try:
+        config = architecture.config_cls.from_dict(record["config"])
+    except (TypeError, ValueError, KeyError) as error:
+        raise PretrainedError(
+            f"{where} holds an invalid {architecture.name} config: {error}"
+        ) from None
+    return architecture.build(config)
 
 
 # ------------------------------------------------------------------ what travels with a model
@@ -97,7 +157,7 @@ class PretrainedInfo:
     """What a model directory holds besides the network (``model.pretrained``).
 
     Attributes:
-        arch: Architecture name (``"RANet"`` or ``"MSDNet"``).
+        arch: Architecture name (``"RANet"``, ``"MSDNet"``) or registered model name.
         policy: The calibrated early-exit policy, if one was saved.
         preprocessing: Mean, std and input size, if saved.
         costs: Cumulative MACs of each exit for one image of ``costs_input_size``.
@@ -167,7 +227,9 @@ def save_pretrained(
     """Write ``model`` and what serving it needs into ``directory``.
 
     Args:
-        model: A :class:`~adanet.RANet` or :class:`~adanet.MSDNet` (built from a config).
+        model: A network of a registered architecture (:class:`~adanet.RANet`,
+            :class:`~adanet.MSDNet`), or one built by :func:`adanet.create_model` from a
+            registered name (``@register_model``), whose arguments are recorded.
         directory: Created if missing; files already there with the same names are replaced.
         policy: The calibrated policy; defaults to ``model.pretrained.policy`` for a model
             from :func:`load_pretrained`.
@@ -182,18 +244,18 @@ def save_pretrained(
         The directory.
 
     Raises:
-        TypeError: ``model`` is not a RANet or MSDNet, or ``policy`` not an EarlyExitPolicy.
+        TypeError: ``model`` was built neither from a registered architecture nor by
+            :func:`adanet.create_model`, or ``policy`` is not an EarlyExitPolicy.
         ValueError: The policy does not fit the model, no input size is known, or bad
             preprocessing values.
         ImportError: ``safetensors=True`` without the extra installed.
     """
-    arch = next((name for name, (_, cls) in _architectures().items() if type(model) is cls), None)
-    if arch is None:
-        known = ", ".join(_architectures())
+    if not isinstance(model, EarlyExitNetwork):
         raise TypeError(
-            f"save_pretrained rebuilds models from their config and supports {known}; got "
-            f"{type(model).__name__} (save its state_dict and rebuild it in your own code)"
+            f"save_pretrained saves an adanet.EarlyExitNetwork, got {type(model).__name__}"
         )
+    record = _build_record(model)
+    arch = str(record["arch"])
     previous: PretrainedInfo | None = getattr(model, "pretrained", None)
     if policy is None and previous is not None:
         policy = previous.policy
@@ -224,7 +286,6 @@ def save_pretrained(
             "save_pretrained needs the input size to measure the exits' costs at: pass "
             "input_size=(C, H, W) or preprocessing"
         )
-    architecture_config: Any = getattr(model, "config")  # noqa: B009 - typed as Any on purpose
     use_safetensors = _has_safetensors() if safetensors is None else bool(safetensors)
     if use_safetensors and not _has_safetensors():
         raise ImportError(f"writing safetensors needs the 'safetensors' extra: {_SAFETENSORS_HINT}")
@@ -232,7 +293,7 @@ def save_pretrained(
     # Contiguous, unshared CPU copies: safetensors refuses views and shared storage.
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     with torch.device("meta"):  # only the names are compared: allocate nothing
-        rebuilt = _architectures()[arch][1](architecture_config).state_dict()
+        rebuilt = _rebuild(record, Path(directory) / CONFIG_FILE).state_dict()
     if set(rebuilt) != set(state):
         # E.g. an optimize_for_inference copy: its BatchNorms are folded away, so the
         # directory could not be loaded into the architecture its config describes.
@@ -259,8 +320,7 @@ def save_pretrained(
         "format": "adanet-pretrained",
         "format_version": FORMAT_VERSION,
         "adanet_version": _adanet_version(),
-        "arch": arch,
-        "config": architecture_config.to_dict(),
+        **record,
         "num_exits": model.num_exits,
         "weights": weights,
         "policy": policy.to_dict() if policy is not None else None,
@@ -368,22 +428,10 @@ def load_pretrained(directory: str | os.PathLike[str]) -> EarlyExitNetwork:
         raise PretrainedError(f"{root / CONFIG_FILE} is not an adanet model config")
     version = _check_version(config.get("format_version"), root / CONFIG_FILE)
     arch = str(config.get("arch"))
-    table = _architectures()
-    if arch not in table:
-        raise PretrainedError(
-            f"{root} holds an unknown architecture {arch!r}; this adanet knows {', '.join(table)}"
-        )
     weights = str(config.get("weights"))
     if weights not in files:
         raise PretrainedError(f"{root / CHECKSUM_FILE} does not cover the weights {weights!r}")
-    config_cls, model_cls = table[arch]
-    try:
-        model_config = config_cls.from_dict(config["config"])
-    except (TypeError, ValueError, KeyError) as error:
-        raise PretrainedError(
-            f"{root / CONFIG_FILE} holds an invalid {arch} config: {error}"
-        ) from None
-    model: EarlyExitNetwork = model_cls(model_config)
+    model = _rebuild(config, root / CONFIG_FILE)
     state = _load_weights(root / weights)
     try:
         model.load_state_dict(state, strict=True)

@@ -1,4 +1,4 @@
-"""``export_stages``: an early-exit network as one static graph per exit, and a runner for them.
+"""``export_stages``: an early-exit network as one static graph per exit, run as a network.
 
 An adanet network already runs exit by exit (see :mod:`adanet.models.early_exit_network`):
 :meth:`begin` makes a state, :meth:`advance` carries it to the next exit.
@@ -13,9 +13,10 @@ The state is passed as a flat tuple of batch-first tensors (the network's nestin
 dicts and dataclasses is rebuilt inside the graph; a tensor that appears several times in the
 state is passed once). The batch dimension is dynamic, so one set of programs serves any batch
 size. What stays on the host is the routing: the policy's decision after each exit and the
-compaction of the state to the samples that remain, which :class:`ExportedEarlyExit` does
-with any :class:`~adanet.EarlyExitPolicy`. Each graph is static, so the exported stages need
-no data-dependent control flow (``torch.cond``) and convert to ONNX (:mod:`adanet.deploy.onnx`).
+compaction of the state to the samples that remain: :class:`ExportedNetwork` puts the
+programs behind the early-exit protocol, so :func:`adanet.early_exit` runs them with any
+policy. Each graph is static, so the exported stages need no data-dependent control flow
+(``torch.cond``) and convert to ONNX (:mod:`adanet.deploy.onnx`).
 """
 
 from __future__ import annotations
@@ -27,20 +28,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from adanet.inference.engine import EarlyExitResult
+from adanet.deploy.stage_network import StageNetwork
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.state import (
     StateSpec,
     StateStructureError,
     flatten_like,
     flatten_state,
-    select_samples,
     spec_size,
     unflatten_state,
 )
-from adanet.policies.threshold import EarlyExitPolicy
 
-__all__ = ["ExportedEarlyExit", "StageExportError", "export_stages", "state_signature"]
+__all__ = ["ExportedNetwork", "StageExportError", "export_stages", "state_signature"]
 
 
 class StageExportError(RuntimeError):
@@ -186,7 +185,7 @@ def export_stages(
     Program ``k`` takes stage ``k``'s inputs (the image batch for ``k = 0``, else the flat
     state tensors program ``k - 1`` returned after its logits) and returns ``(logits,
     *state)``; the last program returns ``(logits,)``. Run them with
-    :class:`ExportedEarlyExit`.
+    :func:`adanet.early_exit` on an :class:`ExportedNetwork`.
 
     Args:
         model: A network following adanet's early-exit protocol; it must be in eval mode (the
@@ -235,96 +234,52 @@ def export_stages(
 # ------------------------------------------------------------------ the runner
 
 
-class ExportedEarlyExit:
-    """Real batched early exit with programs from :func:`export_stages`.
+class ExportedNetwork(StageNetwork):
+    """The programs of :func:`export_stages` as an :class:`~adanet.EarlyExitNetwork`.
 
-    After each exit the policy decides which samples leave; the state tensors are compacted
-    to the samples that remain, and the next program runs on those only, exactly as
-    :func:`adanet.early_exit` does with the eager network.
+    Its state is the flat list of state tensors the programs pass on, :meth:`advance` runs
+    program ``k``, and its heads are identities (each program ends in its exit's head). So
+    :func:`adanet.early_exit` runs the exported programs with real batched early exit, the
+    same engine, checks and policies as the eager network, and ``network(x)`` gives every
+    exit's logits.
 
     Args:
         programs: The programs of :func:`export_stages`, in exit order.
-        costs: Cumulative cost of each exit for one image (e.g. the MACs of
-            :func:`adanet.measure_exit_costs`); the result's ``cost`` is NaN without it.
+        costs: Cumulative cost of each exit for one image in ``convention`` (e.g. the MACs of
+            :func:`adanet.measure_exit_costs` on the eager network); without them
+            :func:`adanet.early_exit` counts the programs' operations.
+        convention: The cost convention of ``costs``.
 
     Raises:
-        ValueError: No programs, or ``costs`` of another length.
+        ValueError: No programs, or not one valid cost per program.
     """
 
     def __init__(
         self,
         programs: Sequence[torch.export.ExportedProgram],
         costs: Sequence[float] | None = None,
+        *,
+        convention: str = "actual",
     ) -> None:
         if not programs:
-            raise ValueError("ExportedEarlyExit needs at least one program, got none")
+            raise ValueError("ExportedNetwork needs at least one program, got none")
+        super().__init__(len(programs), _input_shape(programs[0]))
         # .module() builds a callable GraphModule; build each once, not per batch.
-        self._stages = [program.module() for program in programs]
-        if costs is None:
-            self._costs = torch.full((len(programs),), float("nan"), dtype=torch.float64)
-        else:
-            self._costs = torch.as_tensor(list(costs), dtype=torch.float64).flatten()
-            if self._costs.numel() != len(programs):
-                raise ValueError(
-                    f"costs has {self._costs.numel()} entries but there are {len(programs)} stages"
-                )
+        self.stages = nn.ModuleList([program.module() for program in programs])
+        if costs is not None:
+            self.register_costs(convention, costs)
 
-    @property
-    def num_exits(self) -> int:
-        """Number of exits (programs)."""
-        return len(self._stages)
+    def advance(self, state: list[Tensor], exit_index: int) -> tuple[Tensor, list[Tensor]]:
+        """Run program ``exit_index``: its logits (passed on by its identity head) and the
+        state after it."""
+        logits, *after = self.stages[exit_index](*state)
+        return logits, list(after)
 
-    def __call__(self, x: Tensor, policy: EarlyExitPolicy) -> EarlyExitResult:
-        """Run the programs on ``x`` with early exit under ``policy``.
 
-        Args:
-            x: ``[N, C, H, W]`` images of the size the programs were exported for.
-            policy: Decides after each exit which samples leave.
-
-        Returns:
-            Logits, exit index and cost of every sample, in input order.
-
-        Raises:
-            ValueError: The policy has another number of exits, or ``x`` is not a batch.
-            TypeError: ``x`` is not a floating-point tensor.
-        """
-        if not isinstance(x, Tensor) or not torch.is_floating_point(x):
-            raise TypeError(f"expected a floating-point tensor of images, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[0] == 0:
-            raise ValueError(f"expected a non-empty [N, C, H, W] batch, got {tuple(x.shape)}")
-        num_exits = self.num_exits
-        if policy.num_exits != num_exits:
-            raise ValueError(
-                f"the policy has {policy.num_exits} thresholds but the programs have "
-                f"{num_exits} exits"
-            )
-        n, device = x.shape[0], x.device
-        with torch.no_grad():
-            remaining = torch.arange(n, device=device)
-            exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=device)
-            out: Tensor | None = None
-            inputs: tuple[Tensor, ...] = (x,)
-            decision_state = policy.initial_state(n, device)
-            for k, stage in enumerate(self._stages):
-                logits, *state = stage(*inputs)
-                if out is None:
-                    out = logits.new_empty((n, logits.shape[1]))
-                if k == num_exits - 1:
-                    out.index_copy_(0, remaining, logits)
-                    break
-                leaving, decision_state = policy.step(k, logits, decision_state)
-                gone = leaving.nonzero().flatten()
-                if gone.numel():
-                    out.index_copy_(0, remaining[gone], logits[gone])
-                    exit_index.index_fill_(0, remaining[gone], k)
-                kept = (~leaving).nonzero().flatten()
-                if kept.numel() == 0:
-                    break
-                if kept.numel() < logits.shape[0]:
-                    state = [t.index_select(0, kept) for t in state]
-                    decision_state = select_samples(decision_state, kept)
-                    remaining = remaining[kept]
-                inputs = tuple(state)
-            assert out is not None  # at least one stage ran
-        cost = self._costs.to(device)[exit_index]
-        return EarlyExitResult(logits=out, exit_index=exit_index, cost=cost)
+def _input_shape(program: torch.export.ExportedProgram) -> tuple[int, ...]:
+    """``(C, H, W)`` of the images the first program was exported for."""
+    names = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in names:
+            return tuple(int(v) for v in node.meta["val"].shape[1:])
+    raise ValueError("the first program takes no image input; pass export_stages' programs")

@@ -3,8 +3,9 @@
 * :func:`early_exit`: every sample leaves at the first exit its policy lets it; the samples
   that remain go on, the state compacted to them.
 * :class:`EarlyExitResult`: each sample's logits, exit and cost.
+* :func:`run_to_exit`: the static network truncated at one exit, computing no other head.
 """
 
-from adanet.inference.engine import EarlyExitResult, early_exit
+from adanet.inference.engine import EarlyExitResult, early_exit, run_to_exit
 
-__all__ = ["EarlyExitResult", "early_exit"]
+__all__ = ["EarlyExitResult", "early_exit", "run_to_exit"]

@@ -22,9 +22,10 @@ from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.state import select_samples
+from adanet.models.walk import ExitWalk
 from adanet.policies.protocol import ExitDecider, check_policy, check_policy_fits
 
-__all__ = ["EarlyExitResult", "early_exit"]
+__all__ = ["EarlyExitResult", "early_exit", "run_to_exit"]
 
 
 @dataclass(frozen=True)
@@ -116,44 +117,88 @@ def early_exit(
     cost_table = _cost_table(model, x, policy, costs, convention)
 
     with torch.no_grad():
-        n = x.shape[0]
-        device = x.device
-        remaining = torch.arange(n, device=device)  # input positions of the samples still in
-        exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=device)
-        out: Tensor | None = None
-        state = model.begin(x)
-        decision_state = policy.initial_state(n, device)
-        for k in range(num_exits):
-            feature, state = model.advance(state, k)
-            logits = model.exits[k](feature)  # [n_k, num_classes]
-            if out is None:
-                check_policy_fits(policy, num_exits=num_exits, num_classes=logits.shape[1])
-                out = logits.new_empty((n, logits.shape[1]))
-            if k == num_exits - 1:
-                out.index_copy_(0, remaining, logits)
-                break
-            leaving, decision_state = policy.step(k, logits, decision_state)
-            if not isinstance(leaving, Tensor) or leaving.shape != (logits.shape[0],):
-                raise ValueError(
-                    f"{type(policy).__name__}.step must return a [{logits.shape[0]}] bool mask, "
-                    f"got {tuple(leaving.shape) if isinstance(leaving, Tensor) else leaving!r}"
-                )
-            leaving = leaving.to(torch.bool)
-            # A stable sort puts the staying samples first in their order; one count (the
-            # single sync of this exit) splits staying from leaving.
-            order = torch.argsort(leaving.to(torch.int8), stable=True)
-            staying = int((~leaving).sum())
-            gone = order[staying:]
-            if gone.numel():
-                out.index_copy_(0, remaining[gone], logits[gone])
-                exit_index.index_fill_(0, remaining[gone], k)
-            if staying == 0:
-                break
-            if staying < logits.shape[0]:
-                kept = order[:staying]
-                state = select_samples(state, kept)
-                decision_state = select_samples(decision_state, kept)
-                remaining = remaining[kept]
-        assert out is not None  # num_exits >= 1
-    cost = cost_table.to(device)[exit_index]
-    return EarlyExitResult(logits=out, exit_index=exit_index, cost=cost)
+        logits, exit_index = _run(model, x, policy)
+    cost = cost_table.to(x.device)[exit_index]
+    return EarlyExitResult(logits=logits, exit_index=exit_index, cost=cost)
+
+
+def _run(model: EarlyExitNetwork, x: Tensor, policy: ExitDecider) -> tuple[Tensor, Tensor]:
+    """Each sample's logits from the exit it leaves at, and that exit: the early-exit loop."""
+    n, device, num_exits = x.shape[0], x.device, model.num_exits
+    remaining = torch.arange(n, device=device)  # input positions of the samples still in
+    exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=device)
+    out: Tensor | None = None
+    walk = ExitWalk(model, x)
+    decision_state = policy.initial_state(n, device)
+    for k, feature in enumerate(walk.features()):
+        logits = walk.head(feature)  # [n_k, num_classes]
+        if out is None:
+            check_policy_fits(policy, num_exits=num_exits, num_classes=logits.shape[1])
+            out = logits.new_empty((n, logits.shape[1]))
+        if k == num_exits - 1:
+            out.index_copy_(0, remaining, logits)
+            break
+        leaving, decision_state = policy.step(k, logits, decision_state)
+        leaving = _checked_mask(policy, leaving, logits.shape[0])
+        # A stable sort puts the staying samples first in their order; one count (the single
+        # sync of this exit) splits staying from leaving.
+        order = torch.argsort(leaving.to(torch.int8), stable=True)
+        staying = int((~leaving).sum())
+        gone = order[staying:]
+        if gone.numel():
+            out.index_copy_(0, remaining[gone], logits[gone])
+            exit_index.index_fill_(0, remaining[gone], k)
+        if staying == 0:
+            break
+        if staying < logits.shape[0]:
+            kept = order[:staying]
+            walk.keep(kept)
+            decision_state = select_samples(decision_state, kept)
+            remaining = remaining[kept]
+    assert out is not None  # num_exits >= 1
+    return out, exit_index
+
+
+def _checked_mask(policy: ExitDecider, leaving: object, n: int) -> Tensor:
+    if not isinstance(leaving, Tensor) or leaving.shape != (n,):
+        shown = tuple(leaving.shape) if isinstance(leaving, Tensor) else repr(leaving)
+        raise ValueError(f"{type(policy).__name__}.step must return a [{n}] bool mask, got {shown}")
+    return leaving.to(torch.bool)
+
+
+def run_to_exit(model: EarlyExitNetwork, x: Tensor, exit_index: int) -> Tensor:
+    """The logits of exit ``exit_index`` for every image, computing no other exit's head.
+
+    The static network truncated at that exit: what a deployment without early exit runs
+    (``exit_index = model.num_exits - 1`` is the full network), and the baseline early exit is
+    measured against. Gradients are tracked as in ``model(x)``; call it under
+    ``torch.no_grad()`` for inference.
+
+    Args:
+        model: A network following adanet's early-exit protocol.
+        x: ``[N, C, H, W]`` images.
+        exit_index: The exit, ``0 <= exit_index < model.num_exits``; negative values count
+            from the end (``-1`` is the last exit).
+
+    Returns:
+        ``[N, num_classes]`` logits.
+
+    Raises:
+        TypeError: ``model`` does not follow the protocol, or ``exit_index`` is not an int.
+        ValueError: ``exit_index`` is out of range, or ``x`` is not a valid batch.
+    """
+    if not isinstance(model, EarlyExitNetwork):
+        raise TypeError(f"run_to_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
+    if isinstance(exit_index, bool) or not isinstance(exit_index, int):
+        raise TypeError(f"exit_index must be an int, got {exit_index!r}")
+    if not -model.num_exits <= exit_index < model.num_exits:
+        raise ValueError(
+            f"exit_index {exit_index} is out of range for a network with {model.num_exits} exits"
+        )
+    target = exit_index % model.num_exits
+    model.check_input(x)
+    walk = ExitWalk(model, x)
+    feature = walk.advance()
+    while walk.next_exit <= target:
+        feature = walk.advance()
+    return walk.head(feature)

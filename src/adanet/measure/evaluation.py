@@ -13,7 +13,7 @@ from adanet._validation import check_costs, check_targets
 from adanet.calibration.temperature import expected_calibration_error
 from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
-from adanet.inference.engine import EarlyExitResult, early_exit
+from adanet.inference.engine import EarlyExitResult, early_exit, run_to_exit
 from adanet.measure.latency import LatencyStats, latency_stats, time_call
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.protocol import ExitDecider, check_policy, check_policy_fits, stack_logits
@@ -223,16 +223,6 @@ def evaluate_anytime(
     return AnytimeEvaluation(records, logits, targets_all.long())
 
 
-def _last_exit_only(model: EarlyExitNetwork, images: Tensor) -> Tensor:
-    """The network run to its last exit without evaluating any earlier head."""
-    state = model.begin(images)
-    for k in range(model.num_exits - 1):
-        _, state = model.advance(state, k)
-    feature, _ = model.advance(state, model.num_exits - 1)
-    logits: Tensor = model.exits[model.num_exits - 1](feature)
-    return logits
-
-
 def _run_batch(
     model: EarlyExitNetwork,
     images: Tensor,
@@ -255,7 +245,7 @@ def _run_batch(
     if baselines:
         with torch.no_grad():
             times["all"] = time_call(lambda: model(images), device)
-            times["last"] = time_call(lambda: _last_exit_only(model, images), device)
+            times["last"] = time_call(lambda: run_to_exit(model, images, -1), device)
     return results[0], times
 
 

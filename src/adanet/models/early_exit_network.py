@@ -26,6 +26,7 @@ from adanet.blocks.exit_head import ExitHead
 from adanet.models.feature_info import FeatureInfo
 from adanet.models.model_args import ModelArgs
 from adanet.models.pretrained_cfg import PretrainedCfg, default_cfg_for
+from adanet.models.walk import ExitWalk
 
 __all__ = ["EarlyExitNetwork"]
 
@@ -177,12 +178,7 @@ class EarlyExitNetwork(nn.Module, ABC):
     def forward_features(self, x: Tensor) -> list[Tensor]:
         """The feature map each exit sees, in exit order."""
         self.check_input(x)
-        state = self.begin(x)
-        features = []
-        for k in range(self.num_exits):
-            feature, state = self.advance(state, k)
-            features.append(feature)
-        return features
+        return list(ExitWalk(self, x).features())
 
     def forward_head(self, features: list[Tensor], pre_logits: bool = False) -> list[Tensor]:
         """Apply every exit head to its feature map.
@@ -210,12 +206,8 @@ class EarlyExitNetwork(nn.Module, ABC):
     def forward(self, x: Tensor) -> list[Tensor]:
         """Every exit's logits, in exit order: a list of ``[N, num_classes]`` tensors."""
         self.check_input(x)
-        state = self.begin(x)
-        logits = []
-        for k, head in enumerate(self.exits):
-            feature, state = self.advance(state, k)
-            logits.append(head(feature))
-        return logits
+        walk = ExitWalk(self, x)
+        return [walk.head(feature) for feature in walk.features()]
 
     # ------------------------------------------------------------------------ fine-tuning
 

@@ -1,7 +1,12 @@
-"""The model factory: ``create_model("ranet_cifar10")``, ``list_models("msdnet_*")`` and
-``@register_model`` for your own networks, as timm users know them.
+"""The one registry of networks: model names for the factory, and architectures for files.
 
-Every RANet and MSDNet preset is registered as ``ranet_<preset>`` and ``msdnet_<preset>``.
+* Model names: ``create_model("ranet_cifar10")``, ``list_models("msdnet_*")`` and
+  ``@register_model`` for your own networks, as timm users know them. Every RANet and MSDNet
+  preset is registered as ``ranet_<preset>`` and ``msdnet_<preset>``.
+* Architectures (:class:`Architecture`): a model class built from a config class, by the name
+  files record (``"RANet"``, ``"MSDNet"``). Model directories, the command line and the
+  original formats in :mod:`adanet.compat` look classes up here.
+
 The registry is a :class:`ModelRegistry` object (:data:`default_registry`); registering adds
 to it and nothing else.
 """
@@ -14,8 +19,10 @@ import inspect
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
+from adanet.models.config_base import NetworkConfig
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.model_args import ModelArgs
 from adanet.models.msdnet import MSDNet
@@ -25,6 +32,7 @@ from adanet.models.ranet import RANet
 from adanet.models.ranet_config import RANetConfig
 
 __all__ = [
+    "Architecture",
     "ModelArgs",
     "ModelRegistry",
     "create_model",
@@ -32,6 +40,25 @@ __all__ = [
     "list_models",
     "register_model",
 ]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A network class built from a config class, under the name files record.
+
+    Attributes:
+        name: The name in ``config.json`` files, run folders and ``--arch``.
+        model_cls: The network class; ``model_cls(config)`` builds it.
+        config_cls: Its config class (``from_dict``, ``to_dict``, ``preset``).
+    """
+
+    name: str
+    model_cls: type[EarlyExitNetwork]
+    config_cls: type[NetworkConfig]
+
+    def build(self, config: NetworkConfig) -> EarlyExitNetwork:
+        """The network for ``config``."""
+        return self.model_cls(config)
 
 
 #: A model entry point: keyword config overrides (``num_classes`` among them) → a network.
@@ -46,6 +73,37 @@ class ModelRegistry:
 
     def __init__(self) -> None:
         self._entries: dict[str, EntryPoint] = {}
+        self._architectures: dict[str, Architecture] = {}
+
+    def register_architecture(self, architecture: Architecture) -> None:
+        """Register a network class and its config class under ``architecture.name``.
+
+        Raises:
+            TypeError: Not an :class:`Architecture`.
+            ValueError: The name (compared case-insensitively) is taken by another class.
+        """
+        if not isinstance(architecture, Architecture):
+            raise TypeError(f"expected an Architecture, got {type(architecture).__name__}")
+        known = self._architectures.get(architecture.name.lower())
+        if known is not None and known != architecture:
+            raise ValueError(f"an architecture named {architecture.name!r} is already registered")
+        self._architectures[architecture.name.lower()] = architecture
+
+    def architecture(self, name: str) -> Architecture:
+        """The architecture called ``name`` (case-insensitive).
+
+        Raises:
+            ValueError: Unknown name; the message lists the known ones.
+        """
+        found = self._architectures.get(name.lower()) if isinstance(name, str) else None
+        if found is None:
+            known = sorted(a.name for a in self._architectures.values())
+            raise ValueError(f"unknown architecture {name!r}; known: {known}")
+        return found
+
+    def architecture_of(self, model: object) -> Architecture | None:
+        """The architecture whose model class ``model`` is an instance of (exactly), if any."""
+        return next((a for a in self._architectures.values() if type(model) is a.model_cls), None)
 
     def register(self, name: str, entry: EntryPoint) -> None:
         """Register ``entry`` under ``name``.
@@ -205,14 +263,15 @@ def _from_preset(network: type[ConfiguredNetwork[Any]], preset: str, **overrides
     return network(config)
 
 
-def _register_presets(registry: ModelRegistry) -> None:
+def _register_builtins(registry: ModelRegistry) -> None:
     for prefix, network, config_class in (
         ("ranet", RANet, RANetConfig),
         ("msdnet", MSDNet, MSDNetConfig),
     ):
+        registry.register_architecture(Architecture(network.__name__, network, config_class))
         for preset in config_class.preset_names():
             entry = functools.partial(_from_preset, network, preset)
             registry.register(f"{prefix}_{preset}", entry)
 
 
-_register_presets(default_registry)
+_register_builtins(default_registry)

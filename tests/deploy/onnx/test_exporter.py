@@ -16,6 +16,7 @@ import adanet
 from adanet import EarlyExitPolicy
 from adanet.deploy.onnx import export_onnx
 from adanet.deploy.stages import StageExportError, state_signature
+from conftest import load_example
 
 onnx = pytest.importorskip("onnx")
 
@@ -138,3 +139,19 @@ def test_export_failure_names_the_stage_and_operator(tmp_path: Path) -> None:
         export_onnx(_Unconvertible().eval(), tmp_path, 8)
     assert info.value.stage == 1
     assert info.value.operator is not None and "wobble" in info.value.operator
+
+
+def test_a_registered_network_of_your_own_exports_and_runs(tmp_path: Path) -> None:
+    """examples/custom_network.py's network, built by name, runs in ONNX Runtime as in torch."""
+    from adanet.deploy.onnx import OnnxRuntimeNetwork
+
+    load_example("custom_network")  # registers "tiny_multiscale"
+    torch.manual_seed(0)
+    model = adanet.create_model("tiny_multiscale", num_classes=5).eval()
+    policy = EarlyExitPolicy([0.6] * (model.num_exits - 1) + [-float("inf")])
+    export_onnx(model, tmp_path / "onnx", 32, policy)
+    network = OnnxRuntimeNetwork(tmp_path / "onnx", threads=1)
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        for ours, theirs in zip(network(x), model(x), strict=True):
+            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)

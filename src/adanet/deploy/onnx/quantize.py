@@ -37,6 +37,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from adanet._atomic import write_bytes_atomic
+from adanet.models.walk import ExitWalk
+
 __all__ = ["calibration_images", "pass_state_quantized", "quantize_onnx"]
 
 _HINT = "pip install 'adanet-torch[onnx]'"
@@ -137,10 +140,10 @@ def _collect_feeds(
     feeds: list[list[dict[str, Any]]] = [[] for _ in range(network.num_exits)]
     for batch in images:
         network.check_input(batch)
-        state = network.begin(batch)
-        for k in range(network.num_exits):
-            feeds[k].append(network.stage_feeds(state, k))
-            _, state = network.advance(state, k)
+        walk = ExitWalk(network, batch)
+        while not walk.done:
+            feeds[walk.next_exit].append(network.stage_feeds(walk.state, walk.next_exit))
+            walk.advance()
     return feeds
 
 
@@ -181,7 +184,6 @@ def quantize_onnx(
         TypeError, ValueError: Bad calibration batches (see :func:`calibration_images`), an
             unknown ``activations``, or ``to_directory`` equal to ``directory``.
     """
-    from adanet._atomic import write_bytes_atomic
 
     source, target = Path(directory), Path(to_directory)
     if activations not in _ACTIVATIONS:

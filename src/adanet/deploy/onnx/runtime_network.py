@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from adanet.models.early_exit_network import EarlyExitNetwork
+from adanet.deploy.stage_network import StageNetwork
 
 __all__ = ["OnnxRuntimeNetwork"]
 
@@ -64,7 +64,7 @@ def session_options(threads: int | None, spin: bool) -> Any:
     return options
 
 
-class OnnxRuntimeNetwork(EarlyExitNetwork):
+class OnnxRuntimeNetwork(StageNetwork):
     """An exported early-exit network whose stages run in ONNX Runtime (fp32 or int8).
 
     An :class:`~adanet.EarlyExitNetwork` without parameters: its state is the flat list of
@@ -99,14 +99,16 @@ class OnnxRuntimeNetwork(EarlyExitNetwork):
     def __init__(
         self, directory: str | os.PathLike[str], *, threads: int | None = None, spin: bool = False
     ) -> None:
-        super().__init__()
         ort = _import_onnxruntime()
-        self.directory = Path(directory)
-        path = self.directory / _MANIFEST
+        directory = Path(directory)
+        path = directory / _MANIFEST
         if not path.is_file():
-            raise FileNotFoundError(f"no {_MANIFEST} in {str(self.directory)!r}")
-        self.manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        entries = self.manifest["exits"]
+            raise FileNotFoundError(f"no {_MANIFEST} in {str(directory)!r}")
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        entries = manifest["exits"]
+        super().__init__(len(entries), manifest["input"]["shape"][1:])
+        self.directory = directory
+        self.manifest = manifest
         options = session_options(threads, spin)
         self._sessions: list[Any] = []
         self._feeds: list[list[tuple[int, str]]] = []
@@ -124,30 +126,7 @@ class OnnxRuntimeNetwork(EarlyExitNetwork):
             self._feeds.append([(i, n) for i, n in enumerate(entry["inputs"]) if n in taken])
             self._outputs.append(list(entry["outputs"]))
             self._sessions.append(session)
-        self.input_shape = tuple(int(v) for v in self.manifest["input"]["shape"][1:])
-        self.in_channels = self.input_shape[0]
-        self.min_input_size = min(self.input_shape[1:])
-        # The heads run inside the stages; the protocol's heads pass the logits through.
-        self.exits = nn.ModuleList(nn.Identity() for _ in entries)
-        self._known_costs: dict[str, list[float]] = {}
         self.register_costs("actual", self.manifest["costs"]["macs"])
-        self.eval()
-
-    def register_costs(self, convention: str, macs: Sequence[float]) -> None:
-        """Record the per-exit cumulative costs :func:`adanet.early_exit` charges under
-        ``convention`` for this network's input size (it cannot measure them itself)."""
-        values = [float(v) for v in macs]
-        if len(values) != self.num_exits:
-            raise ValueError(f"expected {self.num_exits} costs, got {len(values)}")
-        self._known_costs[convention] = values
-
-    def known_exit_costs(
-        self, image_shape: tuple[int, ...], convention: str
-    ) -> Sequence[float] | None:
-        """The costs :meth:`register_costs` recorded, for the exported input size only."""
-        if tuple(image_shape) != self.input_shape:
-            return None
-        return self._known_costs.get(convention)
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float32 CPU batch of the exported shape.
@@ -162,20 +141,11 @@ class OnnxRuntimeNetwork(EarlyExitNetwork):
             raise TypeError(f"the ONNX stages take float32 images, got {x.dtype}")
         if x.device.type != "cpu":
             raise ValueError(f"the ONNX stages run on the CPU; the images are on {x.device}")
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"the stages were exported for images of {self.input_shape}, got "
-                f"{tuple(x.shape[1:])}"
-            )
 
     def stage_feeds(self, state: Sequence[Tensor], exit_index: int) -> dict[str, Any]:
         """The numpy inputs of stage ``exit_index`` (by their graph names) from ``state``,
         leaving out the state tensors that stage does not read."""
         return {name: state[i].detach().contiguous().numpy() for i, name in self._feeds[exit_index]}
-
-    def begin(self, x: Tensor) -> list[Tensor]:
-        """The state before exit 0: the images themselves."""
-        return [x]
 
     def advance(self, state: list[Tensor], exit_index: int) -> tuple[Tensor, list[Tensor]]:
         """Run stage ``exit_index`` on the state; returns its logits and the state after it."""
@@ -183,22 +153,6 @@ class OnnxRuntimeNetwork(EarlyExitNetwork):
         outputs = self._sessions[exit_index].run(self._outputs[exit_index], feeds)
         tensors = [torch.from_numpy(value) for value in outputs]
         return tensors[0], tensors[1:]
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Not possible: the heads are compiled into the ONNX stages.
-
-        Raises:
-            TypeError: Always.
-        """
-        raise TypeError(
-            "an OnnxRuntimeNetwork's heads are part of its ONNX stages; re-head the torch model "
-            f"and export it again (asked for {num_classes!r} classes)"
-        )
-
-    def train(self, mode: bool = True) -> OnnxRuntimeNetwork:
-        """Stay in eval mode whatever ``mode`` says: the stages hold BatchNorm's running
-        statistics and have no training behaviour."""
-        return super().train(False)
 
     def extra_repr(self) -> str:
         return (
