@@ -309,7 +309,9 @@ def _failure_summary(output: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("page", "section"), PAGES, ids=[p if s is None else f"{p}#{s}" for p, s in PAGES]
+    ("page", "section"),
+    PAGES,
+    ids=[p if s is None else f"{p}#{s.lower().replace(' ', '-')}" for p, s in PAGES],
 )
 def test_page_runs_as_written(page: str, section: str | None, tmp_path: Path) -> None:
     blocks = page_blocks(REPO / page, section)
@@ -382,6 +384,7 @@ def test_blocks_are_found_with_their_marks_and_lines() -> None:
         ("<!-- not-run: GPU -->\n<!-- save-as: a.py -->\n```python\npass\n```\n", "second mark"),
         ("```python\npass\n", "never closed"),
     ],
+    ids=["no-value", "empty-value", "prose-in-between", "no-block-after", "two-marks", "unclosed"],
 )
 def test_malformed_pages_are_refused(text: str, message: str) -> None:
     with pytest.raises(PageError, match=message):
@@ -448,6 +451,7 @@ def test_state_carries_between_python_and_shell_blocks(tmp_path: Path) -> None:
             "docs/page.md, block 2 (python, line 5): JSONDecodeError",
         ),
     ],
+    ids=["name-error", "syntax-error", "shell-status", "raised-in-earlier-block", "library-error"],
 )
 def test_a_failure_names_the_page_and_block(text: str, expected: str, tmp_path: Path) -> None:
     run = _run_text(text, tmp_path)
