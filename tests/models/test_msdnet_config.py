@@ -267,12 +267,6 @@ def test_preset_values() -> None:
     assert anytime.default_image_size == 32
 
 
-def test_layer_plan_is_a_deprecated_alias_of_plan_layers() -> None:
-    config = MSDNetConfig()
-    with pytest.warns(DeprecationWarning, match="plan"):
-        assert config.layer_plan() == config.plan().layers
-
-
 def test_prune_min_with_too_few_layers_for_its_scales_is_refused_when_configured() -> None:
     with pytest.raises(ValueError, match=r"prune='min' with 2 dense layers cannot start from 4"):
         MSDNetConfig(

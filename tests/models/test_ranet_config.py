@@ -55,8 +55,7 @@ def test_derived_values() -> None:
     assert config.num_exits == 8
     lg = RANetConfig(step=2, step_mode="lg")
     assert list(lg.layers_per_block) == [2, 4, 6, 8, 10, 12]  # one per block of the finest scale
-    with pytest.warns(DeprecationWarning, match="layers_per_block"):
-        assert lg.layers_in_block(3) == 8
+    assert lg.layers_per_block[3] == 8
 
 
 def test_from_reference_args_text_and_file(tmp_path: Any) -> None:

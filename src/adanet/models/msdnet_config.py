@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -179,15 +178,6 @@ class MSDNetConfig(NetworkConfig):
             ValueError: A transition would keep no channel (``reduction`` too small).
         """
         return _plan_msdnet(self)
-
-    def layer_plan(self) -> tuple[LayerPlan, ...]:
-        """Deprecated: use ``plan().layers`` (the same spelling as RANetConfig)."""
-        warnings.warn(
-            "MSDNetConfig.layer_plan() is deprecated; use plan().layers",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.plan().layers
 
 
 def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -184,15 +183,6 @@ class RANetConfig(NetworkConfig):
             self.step * (b + 1) if self.step_mode == "lg" else self.step
             for b in range(self.num_exits)
         )
-
-    def layers_in_block(self, block: int) -> int:
-        """Deprecated: use ``layers_per_block[block]`` (the same spelling as MSDNetConfig)."""
-        warnings.warn(
-            "RANetConfig.layers_in_block(b) is deprecated; use layers_per_block[b]",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.layers_per_block[block]
 
     def plan(self) -> RANetPlan:
         """The network's layout: stem, every block of every branch, every exit.
