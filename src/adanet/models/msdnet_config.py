@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from adanet._validation import require_choice, require_fraction, require_int, require_int_tuple
+from adanet._validation import (
+    require_bool,
+    require_choice,
+    require_fraction,
+    require_int,
+    require_int_tuple,
+)
 from adanet.models.config_base import NetworkConfig, cifar_presets
 from adanet.models.plans import (
     ExitPlan,
@@ -126,8 +132,7 @@ class MSDNetConfig(NetworkConfig):
         require_int_tuple(
             "bottleneck_factors", self.bottleneck_factors, 1, scales, length_of="growth_factors"
         )
-        if not isinstance(self.bottleneck, bool):
-            raise TypeError(f"bottleneck must be a bool, got {self.bottleneck!r}")
+        require_bool("bottleneck", self.bottleneck)
         require_choice("prune", self.prune, ("min", "max"))
         require_fraction(
             "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=True, high_inclusive=True

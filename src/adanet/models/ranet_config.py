@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from adanet._validation import require_choice, require_fraction, require_int, require_int_tuple
+from adanet._validation import (
+    require_bool,
+    require_choice,
+    require_fraction,
+    require_int,
+    require_int_tuple,
+)
 from adanet.models.config_base import NetworkConfig, cifar_presets
 from adanet.models.plans import (
     ExitPlan,
@@ -143,8 +149,7 @@ class RANetConfig(NetworkConfig):
             "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True
         )
         require_choice("step_mode", self.step_mode, ("even", "lg"))
-        if not isinstance(self.bn_after, bool):
-            raise TypeError(f"bn_after must be a bool, got {self.bn_after!r}")
+        require_bool("bn_after", self.bn_after)
         for scale in range(1, scales):
             # A fusion layer splits its growth between the coarse and the fine path; both
             # must get at least one channel or a conv with zero outputs is built.
