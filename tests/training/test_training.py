@@ -120,7 +120,7 @@ def test_cosine_is_per_iteration() -> None:
 
 
 def test_unknown_schedule_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown lr_type"):
+    with pytest.raises(ValueError, match="lr_type must be one of 'multistep', 'cosine', got"):
         learning_rate_at(0, 0, 1, 0.1, 1, "linear")  # type: ignore[arg-type]
 
 
@@ -327,7 +327,7 @@ def test_precision_from_command_line_names() -> None:
     assert bf16.amp_dtype == torch.bfloat16 and bf16.scaler is None and bf16.channels_last
     with pytest.raises(ValueError, match="fp16 autocast needs a CUDA device"):
         Precision.create("fp16", "cpu")
-    with pytest.raises(ValueError, match="unknown amp 'fp8'"):
+    with pytest.raises(ValueError, match="amp must be one of 'bf16', 'fp16', got 'fp8'"):
         Precision.create("fp8", "cpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="amp_dtype must be"):
         Precision(amp_dtype=torch.float64)

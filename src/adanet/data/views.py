@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from adanet._validation import require_int
 from adanet.models.pretrained_cfg import PretrainedCfg
 
 __all__ = [
@@ -146,9 +147,10 @@ def holdout_split(num_samples: int, val_size: int, seed: int = 0) -> tuple[list[
         ``(train_indices, val_indices)``, disjoint and covering ``range(num_samples)``.
 
     Raises:
-        ValueError: If ``val_size`` is not in ``[1, num_samples)``.
+        TypeError, ValueError: If ``val_size`` is not an int in ``[1, num_samples)``.
     """
-    if not 0 < val_size < num_samples:
+    require_int("val_size", val_size, 1)
+    if val_size >= num_samples:
         raise ValueError(
             f"val_size must be in [1, {num_samples}) for a dataset of {num_samples} samples, "
             f"got {val_size}"
