@@ -14,12 +14,12 @@ from adanet._validation import (
     require_int,
     require_int_tuple,
 )
+from adanet.blocks._common import floor_channels
 from adanet.models.config_base import NetworkConfig, cifar_presets
 from adanet.models.plans import (
     ExitPlan,
     LayerPlan,
     MSDNetPlan,
-    kept_channels,
     stem_downsampling,
 )
 
@@ -215,10 +215,10 @@ def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
                 transition = in_scales > out_scales
             transition = transition and config.reduction > 0
             grown = width + config.growth_rate
-            where = f"the transition in block {block}"
+            where = f"after the transition in block {block}"
             no_transitions = " or 0 (no transitions)"
             out = (
-                kept_channels(config.reduction, grown, where, no_transitions)
+                floor_channels("reduction", config.reduction, grown, where, no_transitions)
                 if transition
                 else grown
             )

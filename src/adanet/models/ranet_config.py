@@ -14,12 +14,12 @@ from adanet._validation import (
     require_int,
     require_int_tuple,
 )
+from adanet.blocks._common import floor_channels
 from adanet.models.config_base import NetworkConfig, cifar_presets
 from adanet.models.plans import (
     ExitPlan,
     RANetBlockPlan,
     RANetPlan,
-    kept_channels,
     stem_downsampling,
 )
 
@@ -221,8 +221,8 @@ def _ranet_branch(
         if fused:
             width += math.floor(width * config.compress_factor)
         transition = number in transition_at
-        where = f"the transition of block {b} in scale {scale}"
-        out = kept_channels(config.reduction, width, where) if transition else width
+        where = f"after the transition of block {b} in scale {scale}"
+        out = floor_channels("reduction", config.reduction, width, where) if transition else width
         down = fused and number in down_at
         downsampling *= 2 if down else 1
         coarse = coarser[b].feature_channels if fused else None
