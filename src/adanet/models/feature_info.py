@@ -17,8 +17,8 @@ class FeatureInfo:
 
     ``feature_info.channels()`` lists every exit's channels, ``feature_info.channels(k)`` gives
     exit ``k``'s; ``reduction`` and ``module_name`` work the same way. Indexing and iteration
-    give the entries as dicts (``feature_info[k]["num_chs"]``), as the plain list of dicts
-    that adanet used before did.
+    give copies of the entries as dicts (``feature_info[k]["num_chs"]``), as timm's
+    ``FeatureInfo`` does.
 
     Args:
         entries: Per exit, a mapping with at least ``num_chs`` (int), ``reduction`` (int) and
