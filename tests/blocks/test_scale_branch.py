@@ -58,7 +58,8 @@ def test_widths_that_reach_zero_are_refused_when_built() -> None:
 
     from adanet.blocks import DenseLayer, ExitHead, ScaleBlock
 
-    with pytest.raises(ValueError, match=r"reduction=0\.01 keeps floor"):
+    in_transition = r"reduction=0\.01 leaves floor\(0\.01 \* 16\) = 0 channels in the transition"
+    with pytest.raises(ValueError, match=in_transition):
         ScaleBlock(8, 2, 4, transition=True, reduction=0.01)
     with pytest.raises(ValueError, match="growth_rate must be an int >= 1"):
         DenseLayer(8, 0)

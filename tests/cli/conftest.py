@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import adanet.cli as cli
+import adanet.cli.train as train_command
+from adanet._atomic import write_json_atomic
 
 # A RANet small enough to train an epoch of digits in a second or two.
 TINY = [
@@ -52,4 +54,27 @@ def guaranteed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         torch.set_num_threads(threads)
     assert code == 0
+    return save
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch run with a validation split and seed 3, its final evaluation replaced by a
+    stub that writes ``metrics.json``; tests change copies of it (``cli_runs.copy_run``)."""
+    save = tmp_path_factory.mktemp("finished") / "run"
+
+    def quick_evaluation(
+        model: object, loaders: object, shape: object, folder: Path, **_: object
+    ) -> dict[str, object]:
+        write_json_atomic(Path(folder) / "metrics.json", {"stub": True})
+        return {}
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_command, "evaluate_run", quick_evaluation)
+        torch.set_num_threads(1)
+        try:
+            assert train(save, "--epochs", "1", "--use-valid", "--seed", "3") == 0
+        finally:
+            torch.set_num_threads(threads)
     return save

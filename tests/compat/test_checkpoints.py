@@ -8,6 +8,8 @@ import torch
 import adanet
 from adanet import RANet, RANetConfig
 from adanet.compat import CheckpointError, load_reference_checkpoint, read_reference_config
+from adanet.models.msdnet import MSDNet
+from adanet.models.msdnet_config import MSDNetConfig
 
 
 def _small() -> RANet:
@@ -113,3 +115,9 @@ def test_paths_of_the_wrong_kind_are_refused(tmp_path: Path) -> None:
         adanet.compat.load_reference_checkpoint(model, 3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"model must be an nn\.Module"):
         adanet.compat.load_reference_checkpoint("model", tmp_path / "x.pt")  # type: ignore[arg-type]
+
+
+def test_reference_checkpoint_for_another_config_is_refused(reference_dir: Path) -> None:
+    model = MSDNet(MSDNetConfig.preset("cifar10_anytime"))  # 10 classes, not 100
+    with pytest.raises(CheckpointError, match="classes"):
+        load_reference_checkpoint(model, reference_dir / "msdnet" / "cifar100_anytime.pth.tar")

@@ -1,5 +1,5 @@
-"""adanet.compat: the explicit registries of the originals' formats and cost rules, and the
-deprecated adanet.reference_args shim."""
+"""adanet.compat.formats: the explicit registry of the originals' formats, and reading an
+original run's config through it."""
 
 from __future__ import annotations
 

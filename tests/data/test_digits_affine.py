@@ -245,7 +245,7 @@ def test_bad_arguments() -> None:
         digits_affine_datasets(image_size=4)
     with pytest.raises(ValueError, match="must be < 1"):
         digits_affine_datasets(val_fraction=0.5, test_fraction=0.5)
-    with pytest.raises(ValueError, match=r"lie in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in \(0, 1\)"):
         digits_affine_datasets(val_fraction=0.0)
     with pytest.raises(TypeError, match="AffineStrength"):
         digits_affine_datasets(strength=(20.0, 0.1, 0.1, 0.05))  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""FeatureInfo: timm's accessors, and the old list-of-dicts reading still works."""
+"""FeatureInfo: timm's accessors, and indexing and iteration that give the entries as dicts."""
 
 from __future__ import annotations
 

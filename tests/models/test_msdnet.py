@@ -3,7 +3,6 @@ stepwise early exit, and refusals."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,10 +12,8 @@ from torch import nn
 
 from adanet import measure_exit_costs
 from adanet.compat import (
-    CheckpointError,
     load_reference_checkpoint,
     read_reference_config,
-    reference_format_for,
 )
 from adanet.models import select_samples
 from adanet.models.msdnet import MSDNet
@@ -184,53 +181,6 @@ def test_state_holds_the_active_scales_finest_first() -> None:
     # prune "max" drops the finest scale after each third of the layers.
     assert sizes[0] == [32, 16, 8]
     assert sizes[-1] == [8]
-
-
-# ------------------------------------------------------------------------ checkpoints
-
-
-def _translator(model: MSDNet) -> Callable[[str], str]:
-    fmt = reference_format_for(model)
-    return lambda key: fmt.translate_key(model, key)
-
-
-def test_translate_reference_key() -> None:
-    model = MSDNet(SMALL)
-    translate = _translator(model)
-    assert translate("blocks.0.0.layers.0.net.0.weight") == "stem.layers.0.0.weight"
-    assert translate("blocks.0.0.layers.2.net.1.bias") == "stem.layers.2.1.bias"
-    assert (
-        translate("blocks.0.1.layers.1.conv_down.net.3.weight")
-        == "blocks.0.0.units.1.down.1.0.weight"
-    )
-    assert (
-        translate("blocks.2.0.layers.0.conv_normal.net.4.running_var")
-        == "blocks.2.0.units.0.conv.1.1.running_var"
-    )
-    assert translate("blocks.1.1.m.0.net.1.weight") == "blocks.1.1.convs.0.1.weight"
-    assert translate("classifier.2.m.1.net.0.weight") == "exits.2.convs.1.0.weight"
-    assert translate("classifier.0.linear.bias") == "exits.0.classifier.bias"
-    assert translate("something.else") == "something.else"
-    no_bottleneck = MSDNet(replace(SMALL, bottleneck=False))
-    assert (
-        _translator(no_bottleneck)("blocks.0.1.layers.0.conv_normal.net.1.weight")
-        == "blocks.0.0.units.0.conv.1.weight"
-    )
-    imagenet = MSDNet(replace(SMALL, variant="imagenet"))
-    assert _translator(imagenet)("blocks.0.0.layers.0.0.bias") == "stem.layers.0.0.0.bias"
-
-
-def test_own_state_dict_keys_survive_translation() -> None:
-    model = MSDNet(SMALL)
-    translate = _translator(model)
-    for key in model.state_dict():
-        assert translate(key) == key
-
-
-def test_reference_checkpoint_for_another_config_is_refused(reference_dir: Path) -> None:
-    model = MSDNet(MSDNetConfig.preset("cifar10_anytime"))  # 10 classes, not 100
-    with pytest.raises(CheckpointError, match="classes"):
-        load_reference_checkpoint(model, reference_dir / "msdnet" / "cifar100_anytime.pth.tar")
 
 
 # ---------------------------------------------------------------------------- refusals

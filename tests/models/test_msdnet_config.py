@@ -1,23 +1,15 @@
-"""MSDNetConfig: validation, the original's args.txt, JSON round trip, presets, layer plan."""
+"""MSDNetConfig: validation, JSON round trip, presets, layer plan (the original's args.txt:
+tests/compat/test_msdnet.py)."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from adanet.compat import read_reference_config
 from adanet.models.msdnet_config import MSDNetConfig
-
-README_CIFAR100_ANYTIME = (
-    "Namespace(arch='msdnet', base=4, batch_size=64, bnFactor=[1, 2, 4], bottleneck=True, "
-    "data='cifar100', epochs=300, grFactor=[1, 2, 4], growthRate=6, nBlocks=7, nChannels=16, "
-    "nScales=3, prune='max', reduction=0.5, step=2, stepmode='even')"
-)
-
 
 # ------------------------------------------------------------------------------ validation
 
@@ -137,81 +129,6 @@ def test_reduction_zero_builds_no_transition() -> None:
     assert [p.out_scales for p in plan][-1] == 1
 
 
-# ----------------------------------------------------------------------- reference args.txt
-
-
-def test_from_reference_args_reads_the_readme_command() -> None:
-    config = read_reference_config(arch="msdnet", path_or_text=README_CIFAR100_ANYTIME)
-    assert config == MSDNetConfig.preset("cifar100_anytime")
-
-
-def test_from_reference_args_reads_the_visible_reference_file(reference_dir: Path) -> None:
-    path = reference_dir / "msdnet" / "cifar100_anytime.args.txt"
-    assert read_reference_config(arch="msdnet", path_or_text=path) == MSDNetConfig.preset(
-        "cifar100_anytime"
-    )
-    assert read_reference_config(arch="msdnet", path_or_text=str(path)).num_classes == 100
-
-
-def test_from_reference_args_reads_a_written_file(tmp_path: Path) -> None:
-    path = tmp_path / "args.txt"
-    path.write_text(README_CIFAR100_ANYTIME.replace("cifar100", "cifar10") + "\n")
-    config = read_reference_config(arch="msdnet", path_or_text=path)
-    assert config == MSDNetConfig.preset("cifar10_anytime")
-
-
-def test_from_reference_args_imagenet_with_string_factors() -> None:
-    text = (
-        "Namespace(arch='msdnet', data='ImageNet', nBlocks=5, stepmode='even', step=4, base=4, "
-        "nChannels=32, growthRate=16, grFactor='1-2-4-4', bnFactor='1-2-4-4', prune='max', "
-        "bottleneck=True, reduction=0.5)"
-    )
-    assert read_reference_config(arch="msdnet", path_or_text=text) == MSDNetConfig.preset(
-        "imagenet"
-    )
-
-
-def test_from_reference_args_uses_the_original_defaults() -> None:
-    config = read_reference_config(
-        arch="msdnet", path_or_text="Namespace(arch='msdnet', data='cifar10')"
-    )
-    # args.py: nBlocks 1, base 4, step 1, nChannels 32, growthRate 6, 1-2-4, prune max; its
-    # stepmode default None builds lin_grow blocks.
-    assert config.num_blocks == 1
-    assert config.base == 4
-    assert config.num_channels == 32
-    assert config.growth_factors == (1, 2, 4)
-    assert config.step_mode == "lin_grow"
-    assert config.num_classes == 10
-
-
-def test_from_reference_args_ignores_extra_bottleneck_factors_as_the_original() -> None:
-    text = "Namespace(arch='msdnet', data='cifar10', grFactor='1-2', bnFactor='1-2-4')"
-    assert read_reference_config(arch="msdnet", path_or_text=text).bottleneck_factors == (1, 2)
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("Namespace(arch='RANet', data='cifar10')", "arch='RANet'"),
-        ("Namespace(arch='resnet', data='cifar10')", "not msdnet"),
-        ("Namespace(arch='msdnet', data='svhn')", "unknown dataset"),
-        ("Namespace(arch='msdnet', data='cifar10', grFactor='1-x-4')", "grFactor"),
-        ("Namespace(arch='msdnet', data='cifar10', nScales=4)", "nScales"),
-        ("Namespace(arch='msdnet', data='cifar10', prune='avg')", "prune"),
-        ("Namespace(arch='msdnet', data='cifar10', growthRate=5, grFactor='1-1-1')", "even"),
-    ],
-)
-def test_from_reference_args_refuses_bad_args(text: str, words: str) -> None:
-    with pytest.raises(ValueError, match=words):
-        read_reference_config(arch="msdnet", path_or_text=text)
-
-
-def test_from_reference_args_missing_file() -> None:
-    with pytest.raises(FileNotFoundError):
-        read_reference_config(arch="msdnet", path_or_text="/no/such/args.txt")
-
-
 # --------------------------------------------------------------------------- JSON, presets
 
 
@@ -265,12 +182,6 @@ def test_preset_values() -> None:
     assert imagenet.variant == "imagenet"
     assert imagenet.default_image_size == 224
     assert anytime.default_image_size == 32
-
-
-def test_layer_plan_is_a_deprecated_alias_of_plan_layers() -> None:
-    config = MSDNetConfig()
-    with pytest.warns(DeprecationWarning, match="plan"):
-        assert config.layer_plan() == config.plan().layers
 
 
 def test_prune_min_with_too_few_layers_for_its_scales_is_refused_when_configured() -> None:

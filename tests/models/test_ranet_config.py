@@ -1,17 +1,14 @@
+"""RANetConfig: validation, derived values, JSON round trip, presets, plan (the original's
+args.txt: tests/compat/test_ranet.py)."""
+
+from __future__ import annotations
+
 import json
 from typing import Any
 
 import pytest
 
 from adanet import RANetConfig
-from adanet.compat import read_reference_config
-
-REFERENCE_LINE = (
-    "Namespace(arch='RANet', batch_size=64, block_step=2, bnAfter=True, bnFactor=[4, 2, 1], "
-    "compress_factor=0.25, data='cifar100', data_root='/data', grFactor=[4, 2, 1], "
-    "growthRate=6, nBlocks=2, nChannels=16, nScales=3, reduction=0.5, scale_list=[1, 2, 3], "
-    "step=2, stepmode='lg', use_valid=False)"
-)
 
 
 @pytest.mark.parametrize(
@@ -55,53 +52,7 @@ def test_derived_values() -> None:
     assert config.num_exits == 8
     lg = RANetConfig(step=2, step_mode="lg")
     assert list(lg.layers_per_block) == [2, 4, 6, 8, 10, 12]  # one per block of the finest scale
-    with pytest.warns(DeprecationWarning, match="layers_per_block"):
-        assert lg.layers_in_block(3) == 8
-
-
-def test_from_reference_args_text_and_file(tmp_path: Any) -> None:
-    config = read_reference_config(arch="RANet", path_or_text=REFERENCE_LINE)
-    assert config == RANetConfig(step=2, step_mode="lg", num_classes=100, growth_factors=(4, 2, 1))
-    path = tmp_path / "args.txt"
-    path.write_text(REFERENCE_LINE + "\n")
-    assert read_reference_config(arch="RANet", path_or_text=path) == config
-    assert read_reference_config(arch="RANet", path_or_text=str(path)) == config
-
-
-def test_from_reference_args_accepts_unparsed_factor_strings() -> None:
-    line = "Namespace(arch='RANet', data='ImageNet', grFactor='4-2-2-1', bnFactor='4-2-2-1', "
-    line += "scale_list='1-2-3-4', nChannels=64, growthRate=16, step=8)"
-    config = read_reference_config(arch="RANet", path_or_text=line)
-    assert config == RANetConfig.preset("imagenet")
-
-
-@pytest.mark.parametrize(
-    ("line", "pattern"),
-    [
-        ("Namespace(arch='RANet', data='svhn')", "unknown dataset data='svhn'"),
-        ("Namespace(arch='msdnet', data='cifar10')", "arch='msdnet'"),
-        ("Namespace(arch='RANet', stepmode='log')", "step_mode"),
-        ("Namespace(arch='RANet', grFactor='4-x-1')", "grFactor must look like"),
-        ("Namespace(arch=__import__('os').getcwd())", "not a Python literal"),
-        ("Namespace(", "cannot parse"),
-        ("Namespace(1, 2)", "expected one 'Namespace"),
-    ],
-)
-def test_from_reference_args_errors(line: str, pattern: str) -> None:
-    with pytest.raises(ValueError, match=pattern):
-        read_reference_config(arch="RANet", path_or_text=line)
-
-
-def test_from_reference_args_reads_adanets_digits_runs() -> None:
-    config = read_reference_config(
-        arch="RANet", path_or_text="Namespace(arch='RANet', data='digits')"
-    )
-    assert (config.variant, config.num_classes) == ("cifar", 10)
-
-
-def test_missing_args_file(tmp_path: Any) -> None:
-    with pytest.raises(FileNotFoundError, match="no args file"):
-        read_reference_config(arch="RANet", path_or_text=tmp_path / "missing.txt")
+    assert lg.layers_per_block[3] == 8
 
 
 @pytest.mark.parametrize("name", RANetConfig.preset_names())

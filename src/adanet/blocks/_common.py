@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -18,6 +19,7 @@ __all__ = [
     "as_tensor",
     "bottleneck_conv",
     "conv_norm_act",
+    "floor_channels",
     "resize_to",
 ]
 
@@ -121,6 +123,29 @@ def bottleneck_conv(
         activation_layer(inplace=True),
         nn.Conv2d(inner, out_channels, 3, stride, padding=1, bias=False),
     )
+
+
+def floor_channels(name: str, factor: float, width: int, where: str, hint: str = "") -> int:
+    """The channels a share ``factor`` keeps of ``width``: ``floor(factor * width)``.
+
+    Args:
+        name: The field ``factor`` comes from (``"reduction"``, ``"compress_factor"``).
+        factor: The share.
+        width: The channels it is a share of.
+        where: Where in the network, for the message (``"after the transition in block 0"``).
+        hint: Appended to the message's advice (another value that is allowed).
+
+    Raises:
+        ValueError: The share keeps no channel; the message names the field, the place and
+            the smallest share that keeps one.
+    """
+    kept = math.floor(factor * width)
+    if kept < 1:
+        raise ValueError(
+            f"{name}={factor} leaves floor({factor} * {width}) = 0 channels {where}; use "
+            f"{name} >= {1 / width:.3g}{hint}"
+        )
+    return kept
 
 
 def resize_to(x: Tensor, size: Sequence[int]) -> Tensor:

@@ -230,59 +230,89 @@ class _PreparedConv(torch.autograd.Function):
             if chosen:
                 _split_into(grads, grad_prepared, inputs, needs)
         elif _is_batch_norm_relu(cheap) and not ctx.autocast[0]:
-            # The common case (both orderings of the default layers), with the two backward
-            # kernels called directly: no graph is built for the recomputation.
-            norm = cast(nn.modules.batchnorm._BatchNorm, cheap[0])
-            joined = _prepare((), ctx.saved_tensors)
-            normed, mean, invstd = torch.ops.aten.native_batch_norm.default(
-                joined, norm.weight, norm.bias, None, None, True, 0.0, norm.eps
+            grad_weight, grad_bias = _batch_norm_relu_backward(
+                ctx, grad_out, mask, (grads, inputs, needs)
             )
-            activated = normed.relu_()
-            grad_prepared, grad_weight, grad_bias = _conv_backward(conv, grad_out, activated, mask)
-            if chosen:
-                n = ctx.num_inputs  # then the norm's weight and bias (affine: checked)
-                want = [any(needs[:n]), needs[n], needs[n + 1]]
-                grad_normed = torch.ops.aten.threshold_backward.default(grad_prepared, activated, 0)
-                grad_joined, grad_norm_weight, grad_norm_bias = (
-                    torch.ops.aten.native_batch_norm_backward.default(
-                        grad_normed,
-                        joined,
-                        norm.weight,
-                        None,
-                        None,
-                        mean,
-                        invstd,
-                        True,
-                        norm.eps,
-                        want,
-                    )
-                )
-                if want[0]:
-                    _split_into(grads, grad_joined, inputs, needs)
-                grads[n] = grad_norm_weight if want[1] else None
-                grads[n + 1] = grad_norm_bias if want[2] else None
         else:
-            # Buffers are restored only after back-propagating through the recomputation,
-            # whose graph may hold them.
-            enabled, dtype = ctx.autocast
-            with _restoring_buffers(cheap):
-                with (
-                    torch.enable_grad(),
-                    torch.autocast(ctx.device_type, dtype=dtype, enabled=enabled),
-                ):
-                    prepared = _prepare(cheap, inputs, recomputing=True)
-                grad_prepared, grad_weight, grad_bias = _conv_backward(
-                    conv, grad_out, prepared.detach(), mask
-                )
-                if chosen:
-                    sources = [*inputs, *cheap_params]
-                    found = torch.autograd.grad(
-                        prepared, [sources[i] for i in chosen], grad_prepared, allow_unused=True
-                    )
-                    for i, grad in zip(chosen, found, strict=True):
-                        grads[i] = grad
+            sources = [*inputs, *cheap_params]
+            grad_weight, grad_bias = _recomputed_backward(
+                ctx, grad_out, mask, (grads, inputs, chosen, sources)
+            )
         tail = [grad_weight, grad_bias] if has_bias else [grad_weight]
         return (None, None, None, *grads, *tail)
+
+
+def _batch_norm_relu_backward(
+    ctx: Any,
+    grad_out: Tensor,
+    mask: list[bool],
+    into: tuple[list[Tensor | None], Sequence[Tensor], Sequence[bool]],
+) -> tuple[Tensor, Tensor]:
+    """Backward of ``conv(relu(batch_norm(cat(inputs))))``, the common case (both orderings of
+    the default layers), with the two backward kernels called directly: no graph is built for
+    the recomputation. Fills the inputs' and the norm's gradients into ``grads``.
+
+    Returns:
+        The convolution's weight and bias gradients.
+    """
+    grads, inputs, needs = into
+    norm = cast(nn.modules.batchnorm._BatchNorm, ctx.cheap[0])
+    joined = _prepare((), ctx.saved_tensors)
+    normed, mean, invstd = torch.ops.aten.native_batch_norm.default(
+        joined, norm.weight, norm.bias, None, None, True, 0.0, norm.eps
+    )
+    activated = normed.relu_()
+    grad_prepared, grad_weight, grad_bias = _conv_backward(ctx.conv, grad_out, activated, mask)
+    if not mask[0]:
+        return grad_weight, grad_bias
+    n = ctx.num_inputs  # then the norm's weight and bias (affine: checked)
+    want = [any(needs[:n]), needs[n], needs[n + 1]]
+    grad_normed = torch.ops.aten.threshold_backward.default(grad_prepared, activated, 0)
+    grad_joined, grad_norm_weight, grad_norm_bias = (
+        torch.ops.aten.native_batch_norm_backward.default(
+            grad_normed, joined, norm.weight, None, None, mean, invstd, True, norm.eps, want
+        )
+    )
+    if want[0]:
+        _split_into(grads, grad_joined, inputs, needs)
+    grads[n] = grad_norm_weight if want[1] else None
+    grads[n + 1] = grad_norm_bias if want[2] else None
+    return grad_weight, grad_bias
+
+
+def _recomputed_backward(
+    ctx: Any,
+    grad_out: Tensor,
+    mask: list[bool],
+    into: tuple[list[Tensor | None], Sequence[Tensor], Sequence[int], Sequence[Tensor]],
+) -> tuple[Tensor, Tensor]:
+    """Backward of ``conv(prepare(inputs))`` for any cheap layers: ``prepare`` is recomputed
+    with autograd under the forward's autocast state, and the gradients of the ``chosen``
+    ``sources`` (inputs, then the cheap layers' parameters) are filled into ``grads``.
+
+    Returns:
+        The convolution's weight and bias gradients.
+    """
+    grads, inputs, chosen, sources = into
+    # Buffers are restored only after back-propagating through the recomputation, whose
+    # graph may hold them.
+    enabled, dtype = ctx.autocast
+    with _restoring_buffers(ctx.cheap):
+        with (
+            torch.enable_grad(),
+            torch.autocast(ctx.device_type, dtype=dtype, enabled=enabled),
+        ):
+            prepared = _prepare(ctx.cheap, inputs, recomputing=True)
+        grad_prepared, grad_weight, grad_bias = _conv_backward(
+            ctx.conv, grad_out, prepared.detach(), mask
+        )
+        if chosen:
+            found = torch.autograd.grad(
+                prepared, [sources[i] for i in chosen], grad_prepared, allow_unused=True
+            )
+            for i, grad in zip(chosen, found, strict=True):
+                grads[i] = grad
+    return grad_weight, grad_bias
 
 
 def _is_batch_norm_relu(cheap: Sequence[nn.Module]) -> bool:

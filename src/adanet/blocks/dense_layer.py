@@ -95,11 +95,3 @@ class DenseLayer(nn.Module):
         if self.downsampling:
             return [resize_to(as_tensor(list(pieces)), new.shape[-2:]), new]
         return [*pieces, new]
-
-    def grow(self, pieces: Sequence[Tensor]) -> Tensor:
-        """The new channels only, from an input kept in channel pieces (memory-efficient
-        training keeps the input's concatenation out of the saved tensors)."""
-        if efficient_training(self.memory_efficient, self):
-            return run_from_pieces(self.conv, pieces)
-        new: Tensor = self.conv(as_tensor(list(pieces)))  # [N, growth, H', W']
-        return new

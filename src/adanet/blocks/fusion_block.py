@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from adanet._validation import require_int
 from adanet.blocks._common import (
     ActivationLayer,
-    Feature,
     NormLayer,
     as_tensor,
     bottleneck_conv,
@@ -129,13 +128,3 @@ class FusionBlock(nn.Module):
         coarse_new = resize_to(run_from_pieces(self.coarse_conv, coarse_pieces), size)
         own = [resize_to(as_tensor(list(pieces)), size)] if self.downsampling else list(pieces)
         return [*own, coarse_new, fine_new]
-
-    def grow(self, pieces: Sequence[Tensor], coarse: Feature) -> Tensor:
-        """The new channels only (``[coarse_new, fine_new]``), from inputs kept in channel
-        pieces. Only for the non-downsampling variant (the input keeps its size)."""
-        coarse_pieces = [coarse] if isinstance(coarse, Tensor) else list(coarse)
-        if efficient_training(self.memory_efficient, self):
-            return torch.cat(self.output_pieces(pieces, coarse_pieces)[-2:], dim=1)
-        fine_new = self.conv(as_tensor(list(pieces)))  # [N, growth - coarse_growth, H, W]
-        coarse_new = resize_to(self.coarse_conv(as_tensor(coarse_pieces)), fine_new.shape[-2:])
-        return torch.cat([coarse_new, fine_new], dim=1)  # [N, growth, H, W]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence, Sized
 from typing import Any, cast
 
@@ -16,6 +15,7 @@ from adanet.blocks._common import (
     NormLayer,
     as_tensor,
     conv_norm_act,
+    floor_channels,
     resize_to,
 )
 from adanet.blocks._shared_recompute import (
@@ -103,54 +103,25 @@ class ScaleBlock(nn.Module):
             "activation_layer": activation_layer,
             "memory_efficient": memory_efficient,
         }
-        layers: list[nn.Module] = []
-        for j in range(num_layers):
-            last_downsamples = downsample and j == num_layers - 1
-            width = self.feature_channels[j]
-            if coarse_channels is None:
-                stride = 2 if last_downsamples else 1
-                layers.append(DenseLayer(width, growth_rate, stride=stride, **shared))
-            else:
-                fusion = FusionBlock(
-                    width,
-                    coarse_channels[j],
-                    growth_rate,
-                    compress_factor=compress_factor,
-                    coarse_bottleneck_width=coarse_bottleneck_width,
-                    downsample=last_downsamples,
-                    **shared,
-                )
-                layers.append(fusion)
-        self.layers = nn.ModuleList(layers)
+        fusion = {
+            "compress_factor": compress_factor,
+            "coarse_bottleneck_width": coarse_bottleneck_width,
+        }
+        coarse = None if coarse_channels is None else (coarse_channels, fusion)
+        widths = self.feature_channels[:-1]
+        self.layers = nn.ModuleList(_layers(widths, growth_rate, downsample, coarse, shared))
+        norm_act: dict[str, Any] = {"norm_layer": norm_layer, "activation_layer": activation_layer}
         channels = self.feature_channels[-1]
         self.fuse_last: nn.Module | None = None
         if coarse_channels is not None:
-            extra = math.floor(channels * compress_factor)
-            if extra < 1:
-                raise ValueError(
-                    f"compress_factor={compress_factor} keeps floor({compress_factor} * "
-                    f"{channels}) = 0 channels of the coarser block's last feature; use a "
-                    f"compress_factor >= {1 / channels:.3g}"
-                )
-            self.fuse_last = conv_norm_act(
-                coarse_channels[num_layers],
-                extra,
-                1,
-                norm_layer=norm_layer,
-                activation_layer=activation_layer,
-            )
+            where = "of the coarser block's last feature"
+            extra = floor_channels("compress_factor", compress_factor, channels, where)
+            self.fuse_last = conv_norm_act(coarse_channels[num_layers], extra, 1, **norm_act)
             channels += extra
         self.transition: nn.Module | None = None
         if transition:
-            reduced = math.floor(reduction * channels)
-            if reduced < 1:
-                raise ValueError(
-                    f"reduction={reduction} keeps floor({reduction} * {channels}) = 0 channels "
-                    f"in the transition; use a reduction >= {1 / channels:.3g}"
-                )
-            self.transition = conv_norm_act(
-                channels, reduced, 1, norm_layer=norm_layer, activation_layer=activation_layer
-            )
+            reduced = floor_channels("reduction", reduction, channels, "in the transition")
+            self.transition = conv_norm_act(channels, reduced, 1, **norm_act)
             channels = reduced
         self.out_channels = channels
 
@@ -218,6 +189,29 @@ class ScaleBlock(nn.Module):
         if self.transition is not None:
             return run_from_pieces(self.transition, pieces), features
         return concat_remembering(pieces), features
+
+
+def _layers(
+    widths: Sequence[int],
+    growth_rate: int,
+    downsample: bool,
+    coarse: tuple[Sequence[int], dict[str, Any]] | None,
+    shared: dict[str, Any],
+) -> list[nn.Module]:
+    """A block's dense layers, one per input width: each a :class:`DenseLayer`, or with
+    ``coarse = (coarse feature widths, fusion arguments)`` a :class:`FusionBlock` fed the
+    coarser block's features. Only the last layer may halve the resolution."""
+    layers: list[nn.Module] = []
+    for j, width in enumerate(widths):
+        halve = downsample and j == len(widths) - 1
+        if coarse is None:
+            layers.append(DenseLayer(width, growth_rate, stride=2 if halve else 1, **shared))
+        else:
+            channels, fusion = coarse
+            layers.append(
+                FusionBlock(width, channels[j], growth_rate, downsample=halve, **fusion, **shared)
+            )
+    return layers
 
 
 def _as_pieces(feature: Feature) -> list[Tensor]:

@@ -44,7 +44,7 @@ from typing import Final
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs, check_targets
+from adanet._validation import check_costs, check_targets, require_choice, require_fraction
 from adanet.policies.confidence import check_measure, exit_confidences
 from adanet.policies.fields import check_temperatures, normalise_input_size
 from adanet.policies.protocol import LogitsInput, stack_logits
@@ -168,15 +168,10 @@ def _choose(
 
 
 def _check_args(method: str, against: str, eps: object, delta: object) -> tuple[float, float]:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if against not in AGAINST:
-        raise ValueError(f"against must be one of {AGAINST}, got {against!r}")
+    require_choice("method", method, METHODS)
+    require_choice("against", against, AGAINST)
     for name, value in (("max_accuracy_drop", eps), ("delta", delta)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"{name} must be a number in (0, 1), got {value!r}")
-        if not 0.0 < float(value) < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+        require_fraction(name, value, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
     return float(eps), float(delta)  # type: ignore[arg-type]
 
 

@@ -163,6 +163,28 @@ IDENTITY_FIELDS = ("arch", "config", "data", "data_root", "use_valid", "seed")
 (its splits depend on the seed, so another seed could put test images into training)."""
 
 
+# RunSpec fields taken from the command line as they are, and on/off flags read as bools.
+_COPIED_OPTIONS = (
+    "evalmode",
+    "evaluate_from",
+    "epochs",
+    "start_epoch",
+    "batch_size",
+    "workers",
+    "optimizer",
+    "lr",
+    "lr_type",
+    "decay_rate",
+    "momentum",
+    "weight_decay",
+    "amp",
+    "loss",
+    "cost_convention",
+    "print_freq",
+)
+_FLAG_OPTIONS = ("resume", "overwrite", "channels_last", "sync_bn", "download", "tensorboard")
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """Every setting of one run, resolved from the command line (see the module docs).
@@ -222,6 +244,8 @@ class RunSpec:
             for key, value in vars(args).items()
             if key not in ("command", "run") and _plain(value)
         }
+        copied: dict[str, Any] = {name: getattr(args, name) for name in _COPIED_OPTIONS}
+        flags: dict[str, Any] = {name: bool(getattr(args, name)) for name in _FLAG_OPTIONS}
         return cls(
             arch=arch,
             config=config,
@@ -230,30 +254,10 @@ class RunSpec:
             use_valid=bool(use_valid),
             seed=int(seed),
             save=args.save or f"save/default-{time.time()}",
-            resume=bool(args.resume),
-            overwrite=bool(args.overwrite),
-            evalmode=args.evalmode,
-            evaluate_from=args.evaluate_from,
-            epochs=args.epochs,
-            start_epoch=args.start_epoch,
-            batch_size=args.batch_size,
-            workers=args.workers,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            lr_type=args.lr_type,
-            decay_rate=args.decay_rate,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            amp=args.amp,
-            channels_last=bool(args.channels_last),
-            loss=args.loss,
-            sync_bn=bool(args.sync_bn),
-            cost_convention=args.cost_convention,
-            download=bool(args.download),
             progress=not args.no_progress,
-            print_freq=args.print_freq,
-            tensorboard=bool(args.tensorboard),
             options=tuple(sorted(given.items())),
+            **copied,
+            **flags,
         )
 
     @property

@@ -1,7 +1,5 @@
 """Read the ``args.txt`` that the original RANet and MSDNet training scripts write.
 
-(Moved here from ``adanet.reference_args``, which still re-exports these names.)
-
 Both originals save ``str(args)`` — one ``Namespace(key=value, ...)`` line — into their save
 folder. This module parses that line without evaluating it: every value must be a Python
 literal, so a crafted file cannot run code.

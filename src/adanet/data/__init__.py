@@ -33,15 +33,11 @@ from adanet.data.loaders import build_loaders
 from adanet.data.sources import cifar_datasets, imagenet_datasets
 from adanet.data.transforms import (
     CIFAR10_MEAN,
-    CIFAR10_PREPROCESSING,
     CIFAR10_STD,
     CIFAR100_MEAN,
-    CIFAR100_PREPROCESSING,
     CIFAR100_STD,
     IMAGENET_MEAN,
-    IMAGENET_PREPROCESSING,
     IMAGENET_STD,
-    Preprocessing,
     cifar_transforms,
     imagenet_transforms,
 )
@@ -55,20 +51,16 @@ from adanet.data.views import (
 
 __all__ = [
     "CIFAR10_MEAN",
-    "CIFAR10_PREPROCESSING",
     "CIFAR10_STD",
     "CIFAR100_MEAN",
-    "CIFAR100_PREPROCESSING",
     "CIFAR100_STD",
     "DATASETS",
     "DATASET_NAMES",
     "IMAGENET_MEAN",
-    "IMAGENET_PREPROCESSING",
     "IMAGENET_STD",
     "DataLoaders",
     "DataSplits",
     "DatasetInfo",
-    "Preprocessing",
     "TensorImageDataset",
     "TransformSubset",
     "build_datasets",

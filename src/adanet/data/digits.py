@@ -5,16 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adanet.data._sklearn_digits import check_fractions, load_digits, stratified_split
 from adanet.data.views import DataSplits, TensorImageDataset, TransformSubset
 from adanet.models.pretrained_cfg import PretrainedCfg
 
 __all__ = ["digit_images", "digits_datasets"]
-
-_DIGITS_EXTRA_HINT = 'pip install "adanet-torch[digits]"'
 
 
 def digits_datasets(
@@ -47,21 +45,16 @@ def digits_datasets(
 
     Raises:
         ImportError: If scikit-learn is not installed.
-        ValueError: If the fractions are not positive or sum to 1 or more.
+        TypeError, ValueError: If a fraction is not a number in ``(0, 1)``, or the two sum
+            to 1 or more.
     """
-    if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0):
-        raise ValueError(
-            f"val_fraction and test_fraction must lie in (0, 1), got {val_fraction} and "
-            f"{test_fraction}"
-        )
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}"
-        )
+    check_fractions(val_fraction, test_fraction)
     from torchvision import transforms
 
     images, labels = digit_images()
-    train_idx, val_idx, test_idx = _stratified_split(labels, val_fraction, test_fraction, seed)
+    train_idx, val_idx, test_idx = stratified_split(
+        labels, val_fraction, test_fraction, seed, "digits"
+    )
     if not use_valid:
         train_idx = sorted(train_idx + val_idx)
 
@@ -87,17 +80,6 @@ def digits_datasets(
     )
 
 
-def _import_sklearn() -> Any:
-    try:
-        import sklearn.datasets
-        import sklearn.model_selection
-    except ImportError as err:
-        raise ImportError(
-            f"the 'digits' dataset needs scikit-learn; install it with {_DIGITS_EXTRA_HINT}"
-        ) from err
-    return sklearn
-
-
 def digit_images(size: int = 32) -> tuple[Tensor, Tensor]:
     """All 1,797 digits as ``[N, 3, size, size]`` images in ``[0, 1]`` and their labels.
 
@@ -107,32 +89,7 @@ def digit_images(size: int = 32) -> tuple[Tensor, Tensor]:
     Raises:
         ImportError: If scikit-learn is not installed.
     """
-    bunch = _import_sklearn().datasets.load_digits()
-    raw = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    raw, labels = load_digits("digits")
     images = F.interpolate(raw, size=(size, size), mode="bilinear", align_corners=False)
     # Three identical channels: models built for RGB input need no special casing.
     return images.clamp_(0.0, 1.0).repeat(1, 3, 1, 1).contiguous(), labels
-
-
-def _stratified_split(
-    labels: Tensor, val_fraction: float, test_fraction: float, seed: int
-) -> tuple[list[int], list[int], list[int]]:
-    """Sorted train/val/test indices, stratified by class and seeded."""
-    split = _import_sklearn().model_selection.train_test_split
-    num = int(labels.shape[0])
-    # Integer sizes make the split sizes exact and independent of scikit-learn's rounding.
-    n_test = round(num * test_fraction)
-    n_val = round(num * val_fraction)
-    y = labels.numpy()
-    trainval_idx, test_idx = split(
-        list(range(num)), test_size=n_test, stratify=y, random_state=seed
-    )
-    train_idx, val_idx = split(
-        trainval_idx, test_size=n_val, stratify=y[trainval_idx], random_state=seed
-    )
-    return (
-        sorted(int(i) for i in train_idx),
-        sorted(int(i) for i in val_idx),
-        sorted(int(i) for i in test_idx),
-    )

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adanet._validation import require_fraction, require_int
+from adanet.data._sklearn_digits import check_fractions, load_digits, stratified_split
 from adanet.data.views import DataSplits, TensorImageDataset, TransformSubset
 from adanet.models.pretrained_cfg import PretrainedCfg
 
@@ -40,7 +42,6 @@ __all__ = [
     "random_affine",
 ]
 
-_DIGITS_EXTRA_HINT = 'pip install "adanet-torch[digits]"'
 # Share of the canvas side the untransformed digit occupies (the rest is margin for the
 # transforms to move the strokes into).
 _CANVAS_FILL = 0.75
@@ -65,6 +66,7 @@ class AffineStrength:
             (the result is clipped to ``[0, 1]``).
 
     Raises:
+        TypeError: If a value is not a number.
         ValueError: If a value is not finite or out of range (``rotation`` in ``[0, 180]``,
             ``scale`` in ``[0, 1)``, ``shift`` in ``[0, 0.5]``, ``noise >= 0``).
     """
@@ -82,15 +84,14 @@ class AffineStrength:
             "noise": (0.0, math.inf, False),
         }
         for name, (low, high, closed) in limits.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"AffineStrength.{name} must be a number, got {value!r}")
-            inside = low <= value <= high if closed else low <= value < high
-            if not (math.isfinite(value) and inside):
-                bracket = "]" if closed else ")"
-                raise ValueError(
-                    f"AffineStrength.{name} must lie in [{low:g}, {high:g}{bracket}, got {value!r}"
-                )
+            require_fraction(
+                f"AffineStrength.{name}",
+                getattr(self, name),
+                low=low,
+                high=high,
+                low_inclusive=True,
+                high_inclusive=closed,
+            )
 
 
 DEFAULT_STRENGTH = AffineStrength()
@@ -198,11 +199,6 @@ class DigitViews(TensorImageDataset):
         self.digit_ids = list(digit_ids)
 
 
-def _check_count(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def digits_affine_datasets(
     *,
     seed: int = 0,
@@ -245,85 +241,78 @@ def digits_affine_datasets(
 
     Raises:
         ImportError: If scikit-learn is not installed.
-        ValueError: On fractions outside ``(0, 1)`` or summing to 1 or more, or bad counts.
+        TypeError, ValueError: On fractions outside ``(0, 1)`` or summing to 1 or more, counts
+            that are not ints of at least their minimum, or a ``strength`` that is not an
+            :class:`AffineStrength`.
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as err:
-        raise ImportError(
-            f"the 'digits-affine' dataset needs scikit-learn; install it with {_DIGITS_EXTRA_HINT}"
-        ) from err
     if not isinstance(strength, AffineStrength):
         raise TypeError(f"strength must be an AffineStrength, got {type(strength).__name__}")
-    _check_count("image_size", image_size, 8)
-    _check_count("val_views", val_views, 1)
-    _check_count("test_views", test_views, 1)
-    _check_count("train_repeats", train_repeats, 1)
-    if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0):
-        raise ValueError(
-            f"val_fraction and test_fraction must lie in (0, 1), got {val_fraction} and "
-            f"{test_fraction}"
-        )
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(
-            f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction}"
-        )
+    require_int("image_size", image_size, 8)
+    require_int("val_views", val_views, 1)
+    require_int("test_views", test_views, 1)
+    require_int("train_repeats", train_repeats, 1)
+    check_fractions(val_fraction, test_fraction)
 
-    bunch = load_digits()
-    raw = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
-    inner = max(8, round(_CANVAS_FILL * image_size))
-    small = F.interpolate(raw, size=(inner, inner), mode="bilinear", align_corners=False)
-    before = (image_size - inner) // 2
-    after = image_size - inner - before
-    canvas = F.pad(small.clamp_(0.0, 1.0), (before, after, before, after))
-    # Three identical channels: networks configured for RGB input run unchanged.
-    images = canvas.repeat(1, 3, 1, 1).contiguous()
-
-    num = int(labels.shape[0])
-    y = labels.numpy()
-    trainval_idx, test_idx = train_test_split(
-        list(range(num)), test_size=round(num * test_fraction), stratify=y, random_state=seed
+    raw, labels = load_digits("digits-affine")
+    images = _on_canvas(raw, image_size)
+    train_ids, val_ids, test_ids = stratified_split(
+        labels, val_fraction, test_fraction, seed, "digits-affine"
     )
-    train_idx, val_idx = train_test_split(
-        trainval_idx,
-        test_size=round(num * val_fraction),
-        stratify=y[trainval_idx],
-        random_state=seed,
-    )
-    train_ids = sorted(int(i) for i in train_idx)
-    val_ids = sorted(int(i) for i in val_idx)
-    test_ids = sorted(int(i) for i in test_idx)
     if not use_valid:
         train_ids = sorted(train_ids + val_ids)
-
     # Statistics of one augmented pass over the training digits only, so nothing leaks from
     # the held-out digits and the training inputs are normalised as they are actually seen.
     stats_gen = torch.Generator().manual_seed(seed ^ _SALT_STATS)
     sample = random_affine(images[train_ids], strength, stats_gen)
-    mean = tuple(float(v) for v in sample.mean(dim=(0, 2, 3)))
-    std = tuple(float(v) for v in sample.std(dim=(0, 2, 3)))
-    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
-    std_t = torch.tensor(std).view(1, -1, 1, 1)
+    prep = PretrainedCfg(
+        input_size=(3, image_size, image_size),
+        mean=tuple(float(v) for v in sample.mean(dim=(0, 2, 3))),
+        std=tuple(float(v) for v in sample.std(dim=(0, 2, 3))),
+        interpolation="bilinear",
+    )
 
     def views(ids: list[int], count: int, salt: int) -> DigitViews:
         generator = torch.Generator().manual_seed(seed ^ salt)
-        repeated = [i for i in ids for _ in range(count)]
-        moved = random_affine(images[repeated], strength, generator)
-        return DigitViews((moved - mean_t) / std_t, labels[repeated], repeated)
+        return _fixed_views(
+            images, labels, [i for i in ids for _ in range(count)], strength, prep, generator
+        )
 
     base = TensorImageDataset(images, labels)
     return DataSplits(
         train=TransformSubset(
-            base, train_ids * train_repeats, DigitAffineAugment(mean, std, strength)
+            base, train_ids * train_repeats, DigitAffineAugment(prep.mean, prep.std, strength)
         ),
         val=views(val_ids, val_views, _SALT_VAL) if use_valid else None,
         test=views(test_ids, test_views, _SALT_TEST),
         num_classes=10,
         image_size=image_size,
         in_channels=3,
-        preprocessing=PretrainedCfg(
-            input_size=(3, image_size, image_size), mean=mean, std=std, interpolation="bilinear"
-        ),
+        preprocessing=prep,
     )
+
+
+def _on_canvas(raw: Tensor, image_size: int) -> Tensor:
+    """The ``[N, 1, 8, 8]`` digits upsampled to ``_CANVAS_FILL`` of ``image_size``, centred on
+    an empty ``image_size`` canvas, as ``[N, 3, S, S]`` (three identical channels: networks
+    configured for RGB input run unchanged)."""
+    inner = max(8, round(_CANVAS_FILL * image_size))
+    small = F.interpolate(raw, size=(inner, inner), mode="bilinear", align_corners=False)
+    before = (image_size - inner) // 2
+    after = image_size - inner - before
+    canvas = F.pad(small.clamp_(0.0, 1.0), (before, after, before, after))
+    return canvas.repeat(1, 3, 1, 1).contiguous()
+
+
+def _fixed_views(
+    images: Tensor,
+    labels: Tensor,
+    ids: list[int],
+    strength: AffineStrength,
+    prep: PretrainedCfg,
+    generator: torch.Generator,
+) -> DigitViews:
+    """One transformed, normalised view of ``images[i]`` for each ``i`` in ``ids``."""
+    mean = torch.tensor(prep.mean).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std).view(1, -1, 1, 1)
+    moved = random_affine(images[ids], strength, generator)
+    return DigitViews((moved - mean) / std, labels[ids], ids)

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from adanet._validation import require_int
 from adanet.data.views import DataLoaders, DataSplits, Sample
 
 __all__ = ["build_loaders"]
@@ -52,12 +53,11 @@ def build_loaders(
         ``DataLoaders(train, val, test)``; ``val`` is ``None`` when ``splits.val`` is.
 
     Raises:
-        ValueError: If ``batch_size < 1`` or ``workers < 0``.
+        TypeError, ValueError: If ``batch_size`` is not an int >= 1 or ``workers`` not an
+            int >= 0.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
+    require_int("batch_size", batch_size, 1)
+    require_int("workers", workers, 0)
     pin = torch.cuda.is_available() if pin_memory is None else pin_memory
     common: dict[str, Any] = {
         "batch_size": batch_size,

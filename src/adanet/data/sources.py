@@ -6,14 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from adanet.data.transforms import (
-    CIFAR10_PREPROCESSING,
-    CIFAR100_PREPROCESSING,
-    IMAGENET_PREPROCESSING,
-    cifar_transforms,
-    imagenet_transforms,
-)
+from adanet.data.transforms import cifar_transforms, imagenet_transforms
 from adanet.data.views import DataSplits, splits_from_base
+from adanet.models.pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG
 
 __all__ = ["cifar_datasets", "imagenet_datasets"]
 
@@ -82,17 +77,16 @@ def cifar_datasets(
             f"torchvision rejected the {pretty} files in '{folder}' ({err}); they are probably "
             f"truncated or not the official release. Re-extract {cls.filename} there."
         ) from err
+    prep = CIFAR10_CFG if name == "cifar10" else CIFAR100_CFG
     return splits_from_base(
         train_base,
         test_base,
-        cifar_transforms(True, name),
-        cifar_transforms(False, name),
+        prep,
+        lambda train, prep: cifar_transforms(train, preprocessing=prep),
         use_valid=use_valid,
         val_size=val_size,
         seed=seed,
         num_classes=num_classes,
-        image_size=32,
-        preprocessing=CIFAR10_PREPROCESSING if name == "cifar10" else CIFAR100_PREPROCESSING,
     )
 
 
@@ -151,17 +145,14 @@ def imagenet_datasets(
             f"'{dirs['train']}' and '{dirs['val']}' must contain the same class folders; "
             f"only in train: {only_train[:5]}, only in val: {only_val[:5]}"
         )
+    prep = dataclasses.replace(IMAGENET_CFG, input_size=(3, image_size, image_size))
     return splits_from_base(
         train_base,
         test_base,
-        imagenet_transforms(True, image_size),
-        imagenet_transforms(False, image_size),
+        prep,
+        lambda train, prep: imagenet_transforms(train, preprocessing=prep),
         use_valid=use_valid,
         val_size=val_size,
         seed=seed,
         num_classes=len(train_base.classes),
-        image_size=image_size,
-        preprocessing=dataclasses.replace(
-            IMAGENET_PREPROCESSING, input_size=(3, image_size, image_size)
-        ),
     )

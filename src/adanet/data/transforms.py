@@ -1,30 +1,29 @@
 """Image preprocessing: normalisation constants and the originals' transforms.
 
 Mean, std, input size, interpolation and crop ratio of each dataset live in one
-:class:`Preprocessing` object (the fields of a model's ``pretrained_cfg``), and the transform
-builders read only that object, so a model's own preprocessing can be passed in its place.
+:class:`~adanet.models.PretrainedCfg` (what a model carries as ``pretrained_cfg``), and the
+transform builders read only that object, so a model's own preprocessing can be passed in its
+place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Literal
 
 from torch import Tensor
 
+from adanet._validation import require_choice, require_int
 from adanet.models.pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
 
 __all__ = [
     "CIFAR10_MEAN",
-    "CIFAR10_PREPROCESSING",
     "CIFAR10_STD",
     "CIFAR100_MEAN",
-    "CIFAR100_PREPROCESSING",
     "CIFAR100_STD",
     "IMAGENET_MEAN",
-    "IMAGENET_PREPROCESSING",
     "IMAGENET_STD",
-    "Preprocessing",
     "cifar_transforms",
     "imagenet_transforms",
 ]
@@ -37,10 +36,6 @@ CIFAR100_STD: tuple[float, ...] = CIFAR100_CFG.std
 IMAGENET_MEAN: tuple[float, ...] = IMAGENET_CFG.mean
 IMAGENET_STD: tuple[float, ...] = IMAGENET_CFG.std
 
-# The preprocessing of a dataset is the same object a model carries as ``pretrained_cfg``;
-# the old name stays for the data API.
-Preprocessing = PretrainedCfg
-
 
 def _normalize(prep: PretrainedCfg) -> Callable[[Tensor], Tensor]:
     """torchvision's ``Normalize`` with the preprocessing's mean and std."""
@@ -52,15 +47,10 @@ def _normalize(prep: PretrainedCfg) -> Callable[[Tensor], Tensor]:
     return normalize
 
 
-CIFAR10_PREPROCESSING = CIFAR10_CFG
-CIFAR100_PREPROCESSING = CIFAR100_CFG
-IMAGENET_PREPROCESSING = IMAGENET_CFG
-
-
 def cifar_transforms(
     train: bool,
     name: Literal["cifar10", "cifar100"] = "cifar10",
-    preprocessing: Preprocessing | None = None,
+    preprocessing: PretrainedCfg | None = None,
 ) -> Callable[[Any], Tensor]:
     """The original CIFAR transforms for PIL images.
 
@@ -69,8 +59,8 @@ def cifar_transforms(
 
     Args:
         train: Whether to include the training augmentation.
-        name: Which dataset's constants to use (:data:`CIFAR10_PREPROCESSING` or
-            :data:`CIFAR100_PREPROCESSING`) when ``preprocessing`` is not given.
+        name: Which dataset's constants to use (``adanet.models.pretrained_cfg``'s
+            ``CIFAR10_CFG`` or ``CIFAR100_CFG``) when ``preprocessing`` is not given.
         preprocessing: Size and normalisation to use instead (e.g. a model's own).
 
     Returns:
@@ -81,9 +71,8 @@ def cifar_transforms(
     """
     from torchvision import transforms
 
-    if name not in ("cifar10", "cifar100"):
-        raise ValueError(f"unknown CIFAR dataset {name!r}; expected 'cifar10' or 'cifar100'")
-    prep = preprocessing or (CIFAR10_PREPROCESSING if name == "cifar10" else CIFAR100_PREPROCESSING)
+    require_choice("name", name, ("cifar10", "cifar100"))
+    prep = preprocessing or (CIFAR10_CFG if name == "cifar10" else CIFAR100_CFG)
     steps: list[Any] = []
     if train:
         steps += [
@@ -96,7 +85,7 @@ def cifar_transforms(
 
 
 def imagenet_transforms(
-    train: bool, image_size: int = 224, preprocessing: Preprocessing | None = None
+    train: bool, image_size: int = 224, preprocessing: PretrainedCfg | None = None
 ) -> Callable[[Any], Tensor]:
     """The original ImageNet transforms for PIL images.
 
@@ -106,22 +95,21 @@ def imagenet_transforms(
 
     Args:
         train: Whether to use the training augmentation.
-        image_size: Output side length (with :data:`IMAGENET_PREPROCESSING`'s constants)
-            when ``preprocessing`` is not given.
+        image_size: Output side length (with ``IMAGENET_CFG``'s statistics and crop) when
+            ``preprocessing`` is not given.
         preprocessing: Size, crop and normalisation to use instead (e.g. a model's own).
 
     Returns:
         A callable mapping a PIL image to a normalised ``[3, size, size]`` tensor.
 
     Raises:
-        ValueError: If ``image_size < 1``.
+        TypeError, ValueError: If ``image_size`` is not an int >= 1.
     """
     from torchvision import transforms
 
-    if image_size < 1:
-        raise ValueError(f"image_size must be positive, got {image_size}")
-    prep = preprocessing or Preprocessing(
-        (3, image_size, image_size), IMAGENET_MEAN, IMAGENET_STD, "bilinear", 0.875
+    require_int("image_size", image_size, 1)
+    prep = preprocessing or dataclasses.replace(
+        IMAGENET_CFG, input_size=(3, image_size, image_size)
     )
     mode = transforms.InterpolationMode(prep.interpolation)
     if train:

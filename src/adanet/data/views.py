@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from adanet._validation import require_int
 from adanet.models.pretrained_cfg import PretrainedCfg
 
 __all__ = [
@@ -146,9 +147,10 @@ def holdout_split(num_samples: int, val_size: int, seed: int = 0) -> tuple[list[
         ``(train_indices, val_indices)``, disjoint and covering ``range(num_samples)``.
 
     Raises:
-        ValueError: If ``val_size`` is not in ``[1, num_samples)``.
+        TypeError, ValueError: If ``val_size`` is not an int in ``[1, num_samples)``.
     """
-    if not 0 < val_size < num_samples:
+    require_int("val_size", val_size, 1)
+    if val_size >= num_samples:
         raise ValueError(
             f"val_size must be in [1, {num_samples}) for a dataset of {num_samples} samples, "
             f"got {val_size}"
@@ -161,17 +163,29 @@ def holdout_split(num_samples: int, val_size: int, seed: int = 0) -> tuple[list[
 def splits_from_base(
     train_base: Dataset[tuple[Any, int]],
     test_base: Dataset[tuple[Any, int]],
-    train_tf: Callable[[Any], Tensor],
-    eval_tf: Callable[[Any], Tensor],
+    preprocessing: PretrainedCfg,
+    make_transform: Callable[[bool, PretrainedCfg], Callable[[Any], Tensor]],
     *,
     use_valid: bool,
     val_size: int,
     seed: int,
     num_classes: int,
-    image_size: int,
-    preprocessing: PretrainedCfg | None = None,
 ) -> DataSplits:
-    """Builds train/val/test views; the held-out part gets the evaluation transform."""
+    """Builds train/val/test views; the held-out part gets the evaluation transform.
+
+    Args:
+        train_base: Untransformed training images (the held-out part is taken from them).
+        test_base: Untransformed test images.
+        preprocessing: Size and normalisation of the images the model receives.
+        make_transform: ``(train, preprocessing) -> transform``: the training transform for
+            ``True``, the evaluation one for ``False``.
+        use_valid: Hold out ``val_size`` training images as the validation split.
+        val_size: Size of the held-out split.
+        seed: Seed of the held-out split.
+        num_classes: Number of classes.
+    """
+    train_tf = make_transform(True, preprocessing)
+    eval_tf = make_transform(False, preprocessing)
     val: TransformSubset | None = None
     if use_valid:
         train_idx, val_idx = holdout_split(len(train_base), val_size, seed)  # type: ignore[arg-type]
@@ -184,7 +198,7 @@ def splits_from_base(
         val=val,
         test=TransformSubset(test_base, None, eval_tf),
         num_classes=num_classes,
-        image_size=image_size,
-        in_channels=3,
+        image_size=preprocessing.input_size[-1],
+        in_channels=preprocessing.input_size[0],
         preprocessing=preprocessing,
     )

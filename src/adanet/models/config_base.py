@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal
 
 from typing_extensions import Self
 
-from adanet._validation import require_choice, require_int
+from adanet._validation import require_bool, require_choice, require_int
 from adanet.blocks.norm_act import ActSpec, NormSpec, check_act, check_norm
 
 __all__ = ["NetworkConfig", "Variant", "cifar_presets"]
@@ -64,8 +64,7 @@ class NetworkConfig:
         require_int("num_classes", self.num_classes, 1)
         require_int("in_channels", self.in_channels, 1)
         require_choice("variant", self.variant, ("cifar", "imagenet"))
-        if not isinstance(self.memory_efficient, bool):
-            raise TypeError(f"memory_efficient must be a bool, got {self.memory_efficient!r}")
+        require_bool("memory_efficient", self.memory_efficient)
         check_norm(self.norm)
         check_act(self.act)
         self._validate()

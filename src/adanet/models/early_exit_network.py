@@ -240,7 +240,8 @@ class EarlyExitNetwork(nn.Module, ABC):
 
         Networks set it when they know their data; otherwise it defaults to the CIFAR-10
         statistics at 32×32 (mean and std 0.5 for other channel counts than 3). Assign a
-        :class:`~adanet.PretrainedCfg` to change it.
+        :class:`~adanet.PretrainedCfg` to change it. It is a read-only mapping with timm's
+        data-config keys, so ``timm.data.resolve_model_data_config(model)`` reads it.
         """
         cfg = self.__dict__.get("_pretrained_cfg")
         if cfg is None:

@@ -17,8 +17,8 @@ class FeatureInfo:
 
     ``feature_info.channels()`` lists every exit's channels, ``feature_info.channels(k)`` gives
     exit ``k``'s; ``reduction`` and ``module_name`` work the same way. Indexing and iteration
-    give the entries as dicts (``feature_info[k]["num_chs"]``), as the plain list of dicts
-    that adanet used before did.
+    give copies of the entries as dicts (``feature_info[k]["num_chs"]``), as timm's
+    ``FeatureInfo`` does.
 
     Args:
         entries: Per exit, a mapping with at least ``num_chs`` (int), ``reduction`` (int) and
@@ -45,15 +45,16 @@ class FeatureInfo:
         """
         if idx is None:
             return [entry[key] for entry in self._entries]
-        if isinstance(idx, int) and not isinstance(idx, bool):
-            return self._entries[self._position(idx)][key]
-        if isinstance(idx, (str, bytes)) or not isinstance(idx, Sequence):
-            raise TypeError(f"idx must be an exit index, a sequence of them or None, got {idx!r}")
-        return [self._entries[self._position(i)][key] for i in idx]
+        if isinstance(idx, Sequence) and not isinstance(idx, (str, bytes)):
+            return [self._entries[self._position(i, "exit indices must be ints")][key] for i in idx]
+        allowed = "idx must be an exit index, a sequence of them or None"
+        return self._entries[self._position(idx, allowed)][key]
 
-    def _position(self, idx: object) -> int:
+    def _position(self, idx: object, allowed: str) -> int:
+        """``idx`` if it indexes an entry; ``allowed`` says what else was expected."""
+        # An exit index, as for a list: bools are refused and out-of-range is an IndexError.
         if isinstance(idx, bool) or not isinstance(idx, int):
-            raise TypeError(f"exit indices must be ints, got {idx!r}")
+            raise TypeError(f"{allowed}, got {idx!r}")
         if not -len(self._entries) <= idx < len(self._entries):
             raise IndexError(f"exit index {idx} is out of range for {len(self._entries)} exits")
         return idx

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from adanet._validation import require_choice, require_fraction, require_int, require_int_tuple
+from adanet._validation import (
+    require_bool,
+    require_choice,
+    require_fraction,
+    require_int,
+    require_int_tuple,
+)
+from adanet.blocks._common import floor_channels
 from adanet.models.config_base import NetworkConfig, cifar_presets
 from adanet.models.plans import (
     ExitPlan,
     LayerPlan,
     MSDNetPlan,
-    kept_channels,
     stem_downsampling,
 )
 
@@ -127,8 +132,7 @@ class MSDNetConfig(NetworkConfig):
         require_int_tuple(
             "bottleneck_factors", self.bottleneck_factors, 1, scales, length_of="growth_factors"
         )
-        if not isinstance(self.bottleneck, bool):
-            raise TypeError(f"bottleneck must be a bool, got {self.bottleneck!r}")
+        require_bool("bottleneck", self.bottleneck)
         require_choice("prune", self.prune, ("min", "max"))
         require_fraction(
             "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=True, high_inclusive=True
@@ -180,15 +184,6 @@ class MSDNetConfig(NetworkConfig):
         """
         return _plan_msdnet(self)
 
-    def layer_plan(self) -> tuple[LayerPlan, ...]:
-        """Deprecated: use ``plan().layers`` (the same spelling as RANetConfig)."""
-        warnings.warn(
-            "MSDNetConfig.layer_plan() is deprecated; use plan().layers",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.plan().layers
-
 
 def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
     total = config.num_layers
@@ -220,10 +215,10 @@ def _msdnet_layers(config: MSDNetConfig) -> tuple[LayerPlan, ...]:
                 transition = in_scales > out_scales
             transition = transition and config.reduction > 0
             grown = width + config.growth_rate
-            where = f"the transition in block {block}"
+            where = f"after the transition in block {block}"
             no_transitions = " or 0 (no transitions)"
             out = (
-                kept_channels(config.reduction, grown, where, no_transitions)
+                floor_channels("reduction", config.reduction, grown, where, no_transitions)
                 if transition
                 else grown
             )

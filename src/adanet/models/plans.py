@@ -11,7 +11,6 @@ configs' ``reduction`` field is the *channel* share a transition keeps, as in th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -21,7 +20,6 @@ __all__ = [
     "MSDNetPlan",
     "RANetBlockPlan",
     "RANetPlan",
-    "kept_channels",
     "stem_downsampling",
 ]
 
@@ -140,18 +138,3 @@ def stem_downsampling(variant: str, downsample: tuple[bool, ...]) -> tuple[int, 
         factor *= 2 if i > 0 and down else 1
         out.append(factor)
     return tuple(out)
-
-
-def kept_channels(reduction: float, width: int, where: str, other: str = "") -> int:
-    """Channels a transition keeps of ``width``; a config that would keep none is refused.
-
-    Raises:
-        ValueError: ``floor(reduction * width)`` is 0; the message names ``where`` it happens.
-    """
-    kept = math.floor(reduction * width)
-    if kept < 1:
-        raise ValueError(
-            f"reduction={reduction} leaves floor({reduction} * {width}) = 0 channels after "
-            f"{where}; use reduction >= {1 / width:.3g}{other}"
-        )
-    return kept

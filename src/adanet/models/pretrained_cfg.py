@@ -1,17 +1,24 @@
 """``PretrainedCfg``: the preprocessing a model expects — input size, mean, std, resizing.
 
 Every :class:`~adanet.EarlyExitNetwork` carries one as ``model.pretrained_cfg`` (timm's name),
-so a data pipeline can be built from the model instead of from constants kept elsewhere.
+so a data pipeline can be built from the model instead of from constants kept elsewhere. It is
+a read-only mapping with the keys timm's data config reads, so timm's own helpers work on any
+adanet model::
+
+    cfg = timm.data.resolve_model_data_config(model)
+    transform = timm.data.create_transform(**cfg)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from typing_extensions import Self
+
+from adanet._validation import parse_input_size, require_choice, require_fraction, require_int
 
 __all__ = [
     "CIFAR10_CFG",
@@ -22,20 +29,39 @@ __all__ = [
 ]
 
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# The mapping's keys: those of timm's data config (``resolve_data_config`` reads them from a
+# model's ``pretrained_cfg``, and ``create_transform`` takes them as keyword arguments).
+_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
 def _real_tuple(name: str, value: Any) -> tuple[float, ...]:
+    """``value`` as a tuple of floats; raises unless it is a non-empty sequence of finite
+    real numbers."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)) or not value:
         raise TypeError(f"{name} must be a non-empty tuple of numbers, got {value!r}")
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-            raise ValueError(f"{name} must hold finite numbers, got {value!r}")
+    for k, item in enumerate(value):
+        # An unbounded interval: the check is "a finite int or float, not a bool".
+        require_fraction(
+            f"{name}[{k}]",
+            item,
+            low=-math.inf,
+            high=math.inf,
+            low_inclusive=False,
+            high_inclusive=False,
+        )
     return tuple(float(item) for item in value)
 
 
 @dataclass(frozen=True)
-class PretrainedCfg:
-    """How images are prepared for a model.
+class PretrainedCfg(Mapping[str, Any]):
+    """How images are prepared for a model: a frozen dataclass that is also a read-only
+    mapping, like timm's ``pretrained_cfg``.
+
+    As a mapping it has the keys of timm's data config: ``input_size``, ``interpolation``,
+    ``mean``, ``std``, ``crop_pct`` and ``crop_mode`` (``cfg["mean"]``, ``cfg.get(...)``,
+    ``dict(cfg)``), so ``timm.data.resolve_model_data_config(model)`` and
+    ``timm.data.create_transform(**model.pretrained_cfg)`` work on adanet models. The same
+    values are typed attributes (``cfg.mean``).
 
     Attributes:
         input_size: ``(C, H, W)`` the model is trained and evaluated at.
@@ -45,6 +71,8 @@ class PretrainedCfg:
             ``"bicubic"`` or ``"nearest"``.
         crop_pct: Evaluation centre crop as a share of the resized side: images are resized
             to ``H / crop_pct`` and centre-cropped to ``H`` (1.0: no resize, as for CIFAR).
+        crop_mode: Always ``"center"`` (timm's name for resize-then-centre-crop, the only
+            evaluation transform adanet builds); a class constant, not a field.
 
     Raises:
         TypeError, ValueError: A field of the wrong type or out of range; ``mean`` and
@@ -56,37 +84,48 @@ class PretrainedCfg:
     std: tuple[float, ...]
     interpolation: str = "bilinear"
     crop_pct: float = 1.0
+    crop_mode: ClassVar[str] = "center"
 
     def __post_init__(self) -> None:
         size = self.input_size
-        if (
-            not isinstance(size, (tuple, list))
-            or len(size) != 3
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
-        ):
+        if not isinstance(size, (tuple, list)) or len(size) != 3:
             raise ValueError(f"input_size must be (C, H, W) with ints >= 1, got {size!r}")
-        object.__setattr__(self, "input_size", tuple(size))
+        require_int("input_size[0] (channels)", size[0], 1)
+        channels, height, width = parse_input_size(size, channels=size[0])
+        object.__setattr__(self, "input_size", (channels, height, width))
         mean, std = _real_tuple("mean", self.mean), _real_tuple("std", self.std)
         for name, values in (("mean", mean), ("std", std)):
-            if len(values) != size[0]:
+            if len(values) != channels:
                 raise ValueError(
-                    f"{name} needs one entry per input channel ({size[0]}), got {values!r}"
+                    f"{name} needs one entry per input channel ({channels}), got {values!r}"
                 )
         if any(value <= 0 for value in std):
             raise ValueError(f"std must be positive, got {std!r}")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}"
-            )
-        crop = self.crop_pct
-        if isinstance(crop, bool) or not isinstance(crop, (int, float)) or not 0 < crop <= 1:
-            raise ValueError(f"crop_pct must be a number in (0, 1], got {crop!r}")
-        object.__setattr__(self, "crop_pct", float(crop))
+        require_choice("interpolation", self.interpolation, _INTERPOLATIONS)
+        require_fraction(
+            "crop_pct", self.crop_pct, low=0, high=1, low_inclusive=False, high_inclusive=True
+        )
+        object.__setattr__(self, "crop_pct", float(self.crop_pct))
+
+    # The mapping view. ``dataclass`` keeps its own field-wise ``__eq__`` and ``__hash__``, so
+    # two configs compare by value and a config is never equal to a plain dict.
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in _KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_KEYS)
+
+    def __len__(self) -> int:
+        return len(_KEYS)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (tuples become lists) that :meth:`from_dict` reads back."""
+        """A JSON-safe dict of the fields (tuples become lists) that :meth:`from_dict` reads
+        back. ``crop_mode`` is left out: it is the same for every config."""
         return {
             f.name: list(value) if isinstance(value, tuple) else value
             for f in fields(self)
@@ -95,23 +134,26 @@ class PretrainedCfg:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        """Build from :meth:`to_dict`'s output.
+        """Build from :meth:`to_dict`'s output, or from the mapping itself (``dict(cfg)``).
 
         Raises:
             TypeError: ``data`` is not a mapping.
-            ValueError: Unknown or missing keys, or invalid values.
+            ValueError: Unknown or missing keys, a ``crop_mode`` other than ``"center"``, or
+                invalid values.
         """
         if not isinstance(data, Mapping):
             raise TypeError(f"expected a dict of PretrainedCfg fields, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
+        unknown = sorted(set(data) - set(names) - {"crop_mode"})
         if unknown:
             raise ValueError(f"unknown PretrainedCfg fields {unknown}; allowed: {names}")
         missing = [name for name in ("input_size", "mean", "std") if name not in data]
         if missing:
             raise ValueError(f"PretrainedCfg needs {missing}")
+        if "crop_mode" in data:
+            require_choice("crop_mode", data["crop_mode"], (cls.crop_mode,))
         values: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names
         }
         return cls(**values)
 

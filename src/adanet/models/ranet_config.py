@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from adanet._validation import require_choice, require_fraction, require_int, require_int_tuple
+from adanet._validation import (
+    require_bool,
+    require_choice,
+    require_fraction,
+    require_int,
+    require_int_tuple,
+)
+from adanet.blocks._common import floor_channels
 from adanet.models.config_base import NetworkConfig, cifar_presets
 from adanet.models.plans import (
     ExitPlan,
     RANetBlockPlan,
     RANetPlan,
-    kept_channels,
     stem_downsampling,
 )
 
@@ -144,8 +149,7 @@ class RANetConfig(NetworkConfig):
             "reduction", self.reduction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True
         )
         require_choice("step_mode", self.step_mode, ("even", "lg"))
-        if not isinstance(self.bn_after, bool):
-            raise TypeError(f"bn_after must be a bool, got {self.bn_after!r}")
+        require_bool("bn_after", self.bn_after)
         for scale in range(1, scales):
             # A fusion layer splits its growth between the coarse and the fine path; both
             # must get at least one channel or a conv with zero outputs is built.
@@ -185,15 +189,6 @@ class RANetConfig(NetworkConfig):
             for b in range(self.num_exits)
         )
 
-    def layers_in_block(self, block: int) -> int:
-        """Deprecated: use ``layers_per_block[block]`` (the same spelling as MSDNetConfig)."""
-        warnings.warn(
-            "RANetConfig.layers_in_block(b) is deprecated; use layers_per_block[b]",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return self.layers_per_block[block]
-
     def plan(self) -> RANetPlan:
         """The network's layout: stem, every block of every branch, every exit.
 
@@ -226,8 +221,8 @@ def _ranet_branch(
         if fused:
             width += math.floor(width * config.compress_factor)
         transition = number in transition_at
-        where = f"the transition of block {b} in scale {scale}"
-        out = kept_channels(config.reduction, width, where) if transition else width
+        where = f"after the transition of block {b} in scale {scale}"
+        out = floor_channels("reduction", config.reduction, width, where) if transition else width
         down = fused and number in down_at
         downsampling *= 2 if down else 1
         coarse = coarser[b].feature_channels if fused else None

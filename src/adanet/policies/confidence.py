@@ -27,6 +27,8 @@ from typing import Final
 import torch
 from torch import Tensor
 
+from adanet._validation import require_choice
+
 __all__ = ["MEASURES", "check_measure", "exit_confidences", "safe_probabilities"]
 
 #: Confidence measures understood by threshold policies.
@@ -35,11 +37,14 @@ MEASURES: Final[tuple[str, ...]] = ("max_prob", "entropy", "margin")
 
 def check_measure(measure: object) -> str:
     """Returns ``measure`` if it is one of :data:`MEASURES`, else raises ValueError."""
-    if not isinstance(measure, str) or measure not in MEASURES:
+    if measure == "patience":
         allowed = ", ".join(repr(m) for m in MEASURES)
-        hint = " (patience rules are adanet.PatienceExitPolicy)" if measure == "patience" else ""
-        raise ValueError(f"unknown confidence measure {measure!r}; allowed values: {allowed}{hint}")
-    return measure
+        raise ValueError(
+            f"measure must be one of {allowed}, got 'patience' (patience rules are "
+            "adanet.PatienceExitPolicy)"
+        )
+    require_choice("measure", measure, MEASURES)
+    return str(measure)
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:

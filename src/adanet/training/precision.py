@@ -9,6 +9,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from adanet._validation import require_choice
+
 __all__ = ["AmpName", "Precision", "make_grad_scaler"]
 
 AmpName = Literal["bf16", "fp16"]
@@ -63,8 +65,7 @@ class Precision:
         """
         if amp is None:
             return cls(channels_last=channels_last)
-        if amp not in _AMP_DTYPES:
-            raise ValueError(f"unknown amp {amp!r}; choose from {sorted(_AMP_DTYPES)} or None")
+        require_choice("amp", amp, sorted(_AMP_DTYPES))
         device_type = torch.device(device).type
         if amp == "fp16":
             if device_type != "cuda":

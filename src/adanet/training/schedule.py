@@ -8,6 +8,8 @@ from typing import Literal
 
 import torch
 
+from adanet._validation import require_choice, require_int
+
 __all__ = ["LRSchedule", "LRType", "learning_rate_at", "set_learning_rate"]
 
 LRType = Literal["multistep", "cosine"]
@@ -53,27 +55,25 @@ def learning_rate_at(
         The learning rate.
 
     Raises:
-        ValueError: On an unknown ``lr_type`` or non-positive ``epochs``/``batches_per_epoch``.
+        TypeError, ValueError: On an unknown ``lr_type``, or ``epochs``,
+            ``batches_per_epoch`` or ``step_every`` that is not an int >= 1.
     """
-    if epochs < 1 or batches_per_epoch < 1:
-        raise ValueError(
-            f"epochs and batches_per_epoch must be >= 1, got {epochs} and {batches_per_epoch}"
-        )
+    require_int("epochs", epochs, 1)
+    require_int("batches_per_epoch", batches_per_epoch, 1)
+    require_choice("lr_type", lr_type, ("multistep", "cosine"))
     if lr_type == "cosine":
         total = epochs * batches_per_epoch
         current = (epoch % epochs) * batches_per_epoch + batch_index
         return 0.5 * base_lr * (1.0 + math.cos(math.pi * current / total))
-    if lr_type == "multistep":
-        if step_every is not None:
-            if step_every < 1:
-                raise ValueError(f"step_every must be >= 1, got {step_every}")
-            return base_lr * decay_rate ** (epoch // step_every)
-        if epoch >= epochs * 0.75:
-            return base_lr * decay_rate**2
-        if epoch >= epochs * 0.5:
-            return base_lr * decay_rate
-        return base_lr
-    raise ValueError(f"unknown lr_type {lr_type!r}; expected 'multistep' or 'cosine'")
+    # "multistep"
+    if step_every is not None:
+        require_int("step_every", step_every, 1)
+        return base_lr * decay_rate ** (epoch // step_every)
+    if epoch >= epochs * 0.75:
+        return base_lr * decay_rate**2
+    if epoch >= epochs * 0.5:
+        return base_lr * decay_rate
+    return base_lr
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Fine-tuning and description on RANet and MSDNet: reset_classifier keeps the config true and
-trains, feature_info matches forward_features, GroupNorm + SiLU networks work end to end."""
+"""adanet.models.network_base (ConfiguredNetwork) with the EarlyExitNetwork fine-tuning API:
+reset_classifier keeps the config true and trains, feature_info matches forward_features,
+GroupNorm + SiLU networks work end to end."""
 
 from __future__ import annotations
 
