@@ -14,19 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adanet.deploy.model_dir import (
-    _HUB_HINT,
-    PretrainedInfo,
-    _as_preprocessing,
-    load_pretrained,
-    save_pretrained,
-)
+from adanet.deploy.model_dir import PretrainedInfo, load_pretrained, save_pretrained
+from adanet.deploy.model_dir.save import as_preprocessing
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.pretrained_cfg import PretrainedCfg
 from adanet.policies.patience import PatienceExitPolicy
 from adanet.policies.threshold import EarlyExitPolicy
 
 __all__ = ["EarlyExitHubModel"]
+
+_HUB_HINT = "pip install 'adanet-torch[hub]'"
 
 
 class EarlyExitHubModel:
@@ -55,7 +52,7 @@ class EarlyExitHubModel:
     ) -> None:
         self.model = model
         self.policy = policy
-        self.preprocessing = _as_preprocessing(preprocessing)
+        self.preprocessing = as_preprocessing(preprocessing)
 
     def save_pretrained(
         self,
