@@ -55,8 +55,16 @@ def test_a_non_empty_target_needs_overwrite(
     command = ["export", "--save", str(guaranteed_run), "--to", str(target)]
     assert cli.main(command) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cli.main([*command, "--overwrite"]) == 0
-    assert (target / "notes.txt").read_text() == "mine"  # only the model's files are written
+    # The export replaces the folder whole: a file it did not write is refused, not deleted.
+    assert cli.main([*command, "--overwrite"]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (target / "notes.txt").read_text() == "mine"
+    (target / "notes.txt").unlink()
+    assert cli.main(command) == 0
+    first = (target / "model.safetensors").read_bytes()
+    assert cli.main([*command, "--p", "0.5"]) == 2  # an earlier export: --overwrite needed
+    assert cli.main([*command, "--p", "0.5", "--overwrite"]) == 0
+    assert (target / "model.safetensors").read_bytes() == first
     adanet.load_pretrained(target)
 
 

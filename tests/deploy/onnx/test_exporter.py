@@ -26,20 +26,23 @@ SESSION_SOURCE = Path(adanet.__file__).parent / "deploy" / "onnx" / "early_exit_
 def test_directory_holds_stages_manifest_and_session(exported: Any) -> None:
     names = sorted(p.name for p in exported.directory.iterdir())
     assert names == [
+        "checksums.json",
         "early_exit_session.py",
+        "export_format.py",
         "manifest.json",
         "stage_0.onnx",
         "stage_1.onnx",
         "stage_2.onnx",
     ]
-    copied = (exported.directory / "early_exit_session.py").read_bytes()
-    assert copied == SESSION_SOURCE.read_bytes()
+    for runner in ("early_exit_session.py", "export_format.py"):
+        copied = (exported.directory / runner).read_bytes()
+        assert copied == (SESSION_SOURCE.parent / runner).read_bytes()
 
 
 def test_manifest_describes_exits_state_costs_and_policy(exported: Any) -> None:
     manifest = json.loads((exported.directory / "manifest.json").read_text())
     model = exported.model
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["num_exits"] == 3 and manifest["num_classes"] == 10
     assert manifest["input"] == {
         "name": "images",
@@ -85,7 +88,7 @@ def test_bad_arguments_are_refused_before_exporting(
     tmp_path: Path, make_small_ranet: Callable[[], adanet.RANet]
 ) -> None:
     model = make_small_ranet()
-    with pytest.raises(ValueError, match="2 thresholds but the model has 3"):
+    with pytest.raises(ValueError, match="decides for 2 exits but the model has 3"):
         export_onnx(model, tmp_path, 32, EarlyExitPolicy([0.5, 0.5]))
     with pytest.raises(ValueError, match="latency_ms has 1 entries"):
         export_onnx(model, tmp_path, 32, latency_ms=[1.0])

@@ -134,7 +134,7 @@ def test_quantize_onnx_refuses_bad_arguments(exported: Any, tmp_path: Path) -> N
         quantize_onnx(exported.directory, exported.directory, batches)
     with pytest.raises(ValueError, match="'int4'"):
         quantize_onnx(exported.directory, tmp_path / "x", batches, activations="int4")  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="export_onnx directory"):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
         quantize_onnx(tmp_path, tmp_path / "x", batches)
     with pytest.raises(ValueError, match="16x16"):
         quantize_onnx(exported.directory, tmp_path / "x", [_images(8, seed=25, size=16)])

@@ -272,8 +272,11 @@ class _Verified:
         try:
             payload = _read(directory, CHECKSUMS, MAX_JSON_BYTES)
         except FileNotFoundError:
+            if not os.path.lexists(os.path.join(directory, MANIFEST)):
+                raise FileNotFoundError(f"no {MANIFEST} in {directory!r}: not an export") from None
             raise ExportError(
-                f"{directory} has no {CHECKSUMS}: not an export of this adanet (export it again)"
+                f"{directory} has no {CHECKSUMS}: written by an older adanet, or not by adanet; "
+                "export it again"
             ) from None
         record = _keys(_json(payload, where), where, ("format_version", "algorithm", "files"))
         if record["format_version"] != 1 or record["algorithm"] != "sha256":
