@@ -180,10 +180,11 @@ def read_confined(
         raise FileNotFoundError(f"{path} is missing") from None
     except OSError as failure:
         raise error(f"cannot open {path}: {failure.strerror}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise error(f"{path} is not a regular file")
     with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(stream.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise error(f"{path} is not a regular file")
         if status.st_size > max_bytes:
             raise error(f"{path} is {status.st_size} bytes, more than the {max_bytes} allowed")
         payload = stream.read(max_bytes + 1)

@@ -235,10 +235,11 @@ def _read(directory: str, name: str, max_bytes: int) -> bytes:
         raise FileNotFoundError(f"{path} is missing") from None
     except OSError as error:
         raise ExportError(f"cannot open {path}: {error.strerror}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode) or status.st_size > max_bytes:
+        os.close(descriptor)
+        raise ExportError(f"{path} is not a regular file of at most {max_bytes} bytes")
     with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(stream.fileno())
-        if not stat.S_ISREG(status.st_mode) or status.st_size > max_bytes:
-            raise ExportError(f"{path} is not a regular file of at most {max_bytes} bytes")
         payload = stream.read(max_bytes + 1)
     if len(payload) > max_bytes:
         raise ExportError(f"{path} grew past {max_bytes} bytes while being read")
