@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from torch import Tensor
@@ -53,9 +54,16 @@ def _parse_weights(payload: bytes, where: Path) -> dict[str, Tensor]:
 
 def _weights_size(root: Path, name: str) -> int:
     try:
-        return os.lstat(root / name).st_size
+        status = os.lstat(root / name)
     except FileNotFoundError:
         raise PretrainedError(f"{root} is incomplete: {name} is missing") from None
+    if stat.S_ISLNK(status.st_mode):
+        raise PretrainedError(
+            f"{root / name} is a symbolic link; refusing to follow it out of the folder"
+        )
+    if not stat.S_ISREG(status.st_mode):
+        raise PretrainedError(f"{root / name} is not a regular file")
+    return status.st_size
 
 
 def _check_expected(arch: str, recorded: str, meta: EarlyExitNetwork, root: Path) -> None:
