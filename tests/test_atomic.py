@@ -131,7 +131,10 @@ def test_a_failed_replacement_keeps_the_old_tree(tmp_path: Path) -> None:
     target = tmp_path / "model"
     with _atomic.replace_directory(target) as fresh:
         (fresh / "a.txt").write_text("old")
-    with pytest.raises(RuntimeError, match="late check"), _atomic.replace_directory(target) as fresh:
+    with (
+        pytest.raises(RuntimeError, match="late check"),
+        _atomic.replace_directory(target) as fresh,
+    ):
         (fresh / "a.txt").write_text("half")
         raise RuntimeError("late check")
     assert _tree(target) == {"a.txt": "old"}
@@ -146,15 +149,17 @@ def test_check_existing_refuses_before_anything_is_written(tmp_path: Path) -> No
     def refuse(existing: Path) -> None:
         raise ValueError(f"{existing} holds notes")
 
-    with pytest.raises(ValueError, match="holds notes"), _atomic.replace_directory(
-        target, check_existing=refuse
+    with (
+        pytest.raises(ValueError, match="holds notes"),
+        _atomic.replace_directory(target, check_existing=refuse),
     ):
         pytest.fail("the body must not run")
     assert _tree(target) == {"notes.txt": "mine"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
     (tmp_path / "file").write_text("x")
-    with pytest.raises(FileExistsError, match="not a folder"), _atomic.replace_directory(
-        tmp_path / "file"
+    with (
+        pytest.raises(FileExistsError, match="not a folder"),
+        _atomic.replace_directory(tmp_path / "file"),
     ):
         pytest.fail("the body must not run")
 

@@ -91,7 +91,9 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         ("config.growth_rate", "six", "cannot build"),
     ],
 )
-def test_invalid_metadata_is_a_clear_error(copy: Path, field: str, value: Any, message: str) -> None:
+def test_invalid_metadata_is_a_clear_error(
+    copy: Path, field: str, value: Any, message: str
+) -> None:
     _edit(copy, _set(field, value))
     with pytest.raises(PretrainedError, match=message) as caught:
         load_pretrained(copy)
@@ -123,7 +125,7 @@ def test_malformed_checksums_are_refused(copy: Path, files: Any) -> None:
     record = json.loads((copy / "checksums.json").read_text())
     record["files"] = files
     (copy / "checksums.json").write_text(json.dumps(record))
-    with pytest.raises(PretrainedError, match="checksums.json"):
+    with pytest.raises(PretrainedError, match=r"checksums.json"):
         load_pretrained(copy)
 
 
@@ -148,7 +150,7 @@ def test_a_config_asking_for_terabytes_allocates_nothing(copy: Path) -> None:
 
 def test_a_config_inflated_beyond_its_weights_is_refused_before_building(copy: Path) -> None:
     _edit(copy, _set("config.growth_rate", 48))  # a few MB more, far within the bounds
-    with pytest.raises(PretrainedError, match="bytes of weights but model.pt holds"):
+    with pytest.raises(PretrainedError, match=r"bytes of weights but model.pt holds"):
         load_pretrained(copy)
 
 

@@ -83,7 +83,7 @@ def test_a_folder_holding_other_files_is_refused_not_emptied(tmp_path: Path) -> 
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "notes.txt").write_text("keep me")
-    with pytest.raises(PretrainedError, match="notes.txt"):
+    with pytest.raises(PretrainedError, match=r"notes.txt"):
         save_pretrained(_ranet(), folder, preprocessing=PREP)
     assert _snapshot(folder) == {"notes.txt": b"keep me"}
 

@@ -53,7 +53,7 @@ def test_a_stage_from_another_export_does_not_run(
 
     other = export_onnx(make_small_ranet(seed=9), tmp_path / "other", 32)
     shutil.copyfile(other / "stage_1.onnx", copy / "stage_1.onnx")
-    with pytest.raises(ExportError, match="stage_1.onnx was altered or comes from another"):
+    with pytest.raises(ExportError, match=r"stage_1.onnx was altered or comes from another"):
         RUNNERS[runner](copy)
 
 
@@ -78,7 +78,7 @@ def test_linked_files_are_refused(copy: Path, tmp_path: Path, runner: str, name:
 @pytest.mark.parametrize("runner", sorted(RUNNERS))
 def test_an_export_without_checksums_is_refused(copy: Path, runner: str) -> None:
     (copy / "checksums.json").unlink()
-    with pytest.raises(ExportError, match="no checksums.json"):
+    with pytest.raises(ExportError, match=r"no checksums.json"):
         RUNNERS[runner](copy)
 
 
@@ -287,7 +287,8 @@ def test_both_parsers_accept_exactly_the_same_documents() -> None:
             accepted += 1
             assert ours[0] == theirs[0] and ours[2] == theirs[2], document
             assert all(
-                a == b or (math.isinf(a) and a == b) for a, b in zip(ours[1], theirs[1], strict=True)
+                a == b or (math.isinf(a) and a == b)
+                for a, b in zip(ours[1], theirs[1], strict=True)
             ), document
     # Both sides of the boundary are exercised.
     assert 100 < accepted < len(documents) - 100
