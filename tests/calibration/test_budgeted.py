@@ -321,5 +321,5 @@ def test_an_empty_validation_or_test_set_is_refused() -> None:
     empty, no_targets = torch.zeros(3, 0, 5), torch.zeros(0, dtype=torch.long)
     with pytest.raises(ValueError, match="val_logits holds 0 samples"):
         budgeted_sweep(empty, no_targets, logits, targets, [1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="test_logits (holds 0 samples|have no samples)"):
+    with pytest.raises(ValueError, match=r"test_logits (holds 0 samples|have no samples)"):
         budgeted_sweep(logits, targets, empty, no_targets, [1.0, 2.0, 3.0])

@@ -84,11 +84,16 @@ class EarlyExitHubModel:
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
+        arch: str | None = None,
     ) -> EarlyExitHubModel:
         """Load from a local directory, or download a Hub repository first.
 
+        ``arch``, when given, is the network expected (see :func:`adanet.load_pretrained`): a
+        directory holding another is refused.
+
         Raises:
             ImportError: A repository id without the ``hub`` extra.
+            PretrainedError: What :func:`adanet.load_pretrained` refuses.
         """
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
@@ -109,7 +114,7 @@ class EarlyExitHubModel:
                     local_files_only=local_files_only,
                 )
             )
-        model = load_pretrained(path)
+        model = load_pretrained(path, arch=arch)
         info: PretrainedInfo = model.pretrained  # type: ignore[assignment]
         return cls(model, info.policy, info.preprocessing)
 

@@ -343,6 +343,19 @@ def _check_exits(m: Mapping[str, Any], where: str, n: int) -> None:
             raise ExportError(f"{where}: exits[{k}].latency_ms differs from costs.latency_ms")
 
 
+def _check_quantization(q: Any, where: str) -> None:
+    keys = ("method", "format", "weights", "activations", "reduce_range", "uint8_state")
+    q = _keys(q, where, (*keys, "calibration_images"))
+    texts = all(isinstance(q[k], str) for k in ("method", "format", "weights"))
+    if not texts or q["activations"] not in ("uint8", "int8") or not _int(q["calibration_images"]):
+        raise ExportError(f"{where}: malformed record {dict(q)!r}")
+    state = q["uint8_state"]
+    if not isinstance(q["reduce_range"], bool) or not (
+        isinstance(state, list) and all(isinstance(s, list) for s in state)
+    ):
+        raise ExportError(f"{where}: malformed record {dict(q)!r}")
+
+
 def check_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
     """Validate a manifest document field by field (the one check both runners use).
 
@@ -391,6 +404,8 @@ def check_manifest(m: Any, where: str = MANIFEST) -> dict[str, Any]:
         ):
             raise ExportError(f"{where}: preprocessing.{key} must be {shape[1]} finite numbers")
     _plain_name(m["session"], f"{where}: session")
+    if "quantization" in m:
+        _check_quantization(m["quantization"], f"{where}: quantization")
     _check_exits(m, where, n)
     if m["policy"] is not None:
         try:
