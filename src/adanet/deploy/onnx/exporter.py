@@ -188,6 +188,50 @@ def _export_stage(
     return proto
 
 
+def _export_stages_to_onnx(
+    programs: Sequence[Any],
+    signature: Sequence[Sequence[tuple[Sequence[int], torch.dtype]]],
+    costs: list[float],
+    latency: list[float] | None,
+    opset: int | None,
+) -> tuple[list[bytes], list[dict[str, Any]], list[list[dict[str, Any]]], int]:
+    """Every stage as ONNX bytes, with the manifest's ``exits`` and ``state`` entries and the
+    number of classes of the logits."""
+    exits: list[dict[str, Any]] = []
+    states: list[list[dict[str, Any]]] = []
+    stages: list[bytes] = []
+    num_classes = 0
+    for k, program in enumerate(programs):
+        inputs = (
+            ["images"] if k == 0 else [f"state_{k - 1}_{i}" for i in range(len(signature[k - 1]))]
+        )
+        outputs = ["logits"]
+        if k < len(programs) - 1:
+            outputs += [f"state_{k}_{i}" for i in range(len(signature[k]))]
+            states.append(
+                [
+                    {"name": name, "shape": [_BATCH, *shape_k], "dtype": _dtype_name(dtype)}
+                    for name, (shape_k, dtype) in zip(outputs[1:], signature[k], strict=True)
+                ]
+            )
+        proto = _export_stage(program, inputs, outputs, k, opset)
+        stages.append(proto.SerializeToString())
+        entry: dict[str, Any] = {
+            "index": k,
+            "file": f"stage_{k}.onnx",
+            "inputs": inputs,
+            "outputs": outputs,
+            "macs": costs[k],
+        }
+        if latency is not None:
+            entry["latency_ms"] = latency[k]
+        exits.append(entry)
+        if k == 0:
+            num_classes = int(proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
+
+    return stages, exits, states, num_classes
+
+
 def export_onnx(
     model: EarlyExitNetwork,
     directory: str | os.PathLike[str],
@@ -251,38 +295,9 @@ def export_onnx(
     signature = state_signature(model, example)
     costs = [float(c.macs) for c in measure_exit_costs(model, shape)]
 
-    exits: list[dict[str, Any]] = []
-    states: list[list[dict[str, Any]]] = []
-    stages: list[bytes] = []
-    num_classes = 0
-    for k, program in enumerate(programs):
-        inputs = (
-            ["images"] if k == 0 else [f"state_{k - 1}_{i}" for i in range(len(signature[k - 1]))]
-        )
-        outputs = ["logits"]
-        if k < len(programs) - 1:
-            outputs += [f"state_{k}_{i}" for i in range(len(signature[k]))]
-            states.append(
-                [
-                    {"name": name, "shape": [_BATCH, *shape_k], "dtype": _dtype_name(dtype)}
-                    for name, (shape_k, dtype) in zip(outputs[1:], signature[k], strict=True)
-                ]
-            )
-        proto = _export_stage(program, inputs, outputs, k, opset)
-        stages.append(proto.SerializeToString())
-        entry: dict[str, Any] = {
-            "index": k,
-            "file": f"stage_{k}.onnx",
-            "inputs": inputs,
-            "outputs": outputs,
-            "macs": costs[k],
-        }
-        if latency is not None:
-            entry["latency_ms"] = latency[k]
-        exits.append(entry)
-        if k == 0:
-            num_classes = int(proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value)
-
+    stages, exits, states, num_classes = _export_stages_to_onnx(
+        programs, signature, costs, latency, opset
+    )
     from adanet import __version__
 
     manifest: dict[str, Any] = {

@@ -201,10 +201,41 @@ def quantize_onnx(
     manifest, stage_bytes = read_export(source)
     shape = [int(v) for v in manifest["input"]["shape"][1:]]
     images = calibration_images(calibration_batches, shape[0], (shape[1], shape[2]))
-    quantization = _require_quantization()
+    _require_quantization()
     import onnx
 
     feeds = _collect_feeds(source, images, threads)
+    protos = _quantize_stages(stage_bytes, feeds, activations, reduce_range)
+    passed = pass_state_quantized(protos) if uint8_state and activations == "uint8" else []
+    for k, names in enumerate(passed):
+        for entry in manifest["state"][k]:
+            if entry["name"] in names:
+                entry["dtype"] = "uint8"
+    for proto in protos:
+        onnx.checker.check_model(proto)
+    manifest["quantization"] = {
+        "method": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "weights": "int8, per channel",
+        "activations": activations,
+        "reduce_range": reduce_range,
+        "uint8_state": [list(names) for names in passed],
+        "calibration_images": sum(int(batch.shape[0]) for batch in images),
+    }
+    return write_export(target, manifest, [proto.SerializeToString() for proto in protos])
+
+
+def _quantize_stages(
+    stage_bytes: list[bytes],
+    feeds: list[list[dict[str, Any]]],
+    activations: Activations,
+    reduce_range: bool,
+) -> list[Any]:
+    """Every float stage quantized by ONNX Runtime's static quantizer, calibrated on the inputs
+    it receives (``feeds``); returns the int8 ModelProtos."""
+    quantization = _require_quantization()
+    import onnx
+
     qtype = quantization.QuantType
     hint = _PreprocessingHint()
     logging.getLogger().addFilter(hint)
@@ -229,23 +260,7 @@ def quantize_onnx(
                 protos.append(onnx.load(str(int8_path)))
     finally:
         logging.getLogger().removeFilter(hint)
-    passed = pass_state_quantized(protos) if uint8_state and activations == "uint8" else []
-    for k, names in enumerate(passed):
-        for entry in manifest["state"][k]:
-            if entry["name"] in names:
-                entry["dtype"] = "uint8"
-    for proto in protos:
-        onnx.checker.check_model(proto)
-    manifest["quantization"] = {
-        "method": "onnxruntime.quantization.quantize_static",
-        "format": "QDQ",
-        "weights": "int8, per channel",
-        "activations": activations,
-        "reduce_range": reduce_range,
-        "uint8_state": [list(names) for names in passed],
-        "calibration_images": sum(int(batch.shape[0]) for batch in images),
-    }
-    return write_export(target, manifest, [proto.SerializeToString() for proto in protos])
+    return protos
 
 
 def _calibration_reader(items: Iterator[dict[str, Any]], base: type) -> Any:
