@@ -167,9 +167,14 @@ def export_run(
     Returns:
         ``to_dir``.
 
+    The whole tree (model files, ``onnx/``, ``onnx_int8/``) is made in a fresh folder and
+    replaces ``to_dir`` in one swap, after every check.
+
     Raises:
         FileNotFoundError: No run folder, config or checkpoint.
-        PretrainedError: An unreadable run, or (``int8``) unreadable training images.
+        PretrainedError: An unreadable run, weights that do not fit its config, a ``to_dir``
+            that is, lies in or holds the run folder, or one holding files other than an
+            earlier export's; (``int8``) unreadable training images.
         ValueError: ``calibration_images`` below 1.
     """
     if int8 and (
