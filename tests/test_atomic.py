@@ -101,3 +101,122 @@ def test_save_torch_atomic_replaces_and_survives_a_crash(
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
+
+
+# ------------------------------------------------------------------ whole directories
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_replace_directory_swaps_the_whole_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    monkeypatch.setattr(_atomic, "_USE_EXCHANGE", exchange)
+    target = tmp_path / "model"
+    with _atomic.replace_directory(target) as fresh:
+        (fresh / "a.txt").write_text("old a")
+        (fresh / "b.txt").write_text("old b")
+    with _atomic.replace_directory(target) as fresh:
+        assert _tree(target) == {"a.txt": "old a", "b.txt": "old b"}  # untouched meanwhile
+        (fresh / "a.txt").write_text("new a")
+    # b.txt belonged to the old tree only: the new tree is exactly what was written.
+    assert _tree(target) == {"a.txt": "new a"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_failed_replacement_keeps_the_old_tree(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    with _atomic.replace_directory(target) as fresh:
+        (fresh / "a.txt").write_text("old")
+    with (
+        pytest.raises(RuntimeError, match="late check"),
+        _atomic.replace_directory(target) as fresh,
+    ):
+        (fresh / "a.txt").write_text("half")
+        raise RuntimeError("late check")
+    assert _tree(target) == {"a.txt": "old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_check_existing_refuses_before_anything_is_written(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+
+    def refuse(existing: Path) -> None:
+        raise ValueError(f"{existing} holds notes")
+
+    with (
+        pytest.raises(ValueError, match="holds notes"),
+        _atomic.replace_directory(target, check_existing=refuse),
+    ):
+        pytest.fail("the body must not run")
+    assert _tree(target) == {"notes.txt": "mine"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (tmp_path / "file").write_text("x")
+    with (
+        pytest.raises(FileExistsError, match="not a folder"),
+        _atomic.replace_directory(tmp_path / "file"),
+    ):
+        pytest.fail("the body must not run")
+
+
+def test_an_interrupted_two_rename_swap_reads_as_the_old_tree_and_is_repaired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_atomic, "_USE_EXCHANGE", False)
+    target = tmp_path / "model"
+    with _atomic.replace_directory(target) as fresh:
+        (fresh / "a.txt").write_text("old")
+    # What a writer killed between its two renames leaves: the old tree aside (named with a
+    # process id that no longer runs) and the target missing.
+    dead = 2**22 + 7  # above the default pid_max, so no process has it
+    aside = tmp_path / f".model.{dead}-abcdefgh.old"
+    os.rename(target, aside)
+    half = tmp_path / f".model.{dead}-ijklmnop.tmp"
+    half.mkdir()
+    assert _atomic.existing_directory(target) == aside  # readers see the old tree
+    with _atomic.replace_directory(target) as fresh:
+        assert _tree(target) == {"a.txt": "old"}  # put back before anything else
+        (fresh / "a.txt").write_text("new")
+    assert _tree(target) == {"a.txt": "new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # the leftovers are gone
+
+
+def test_siblings_of_a_live_writer_are_left_alone(tmp_path: Path) -> None:
+    live = tmp_path / f".model.{os.getppid()}-abcdefgh.tmp"
+    live.mkdir()
+    with _atomic.replace_directory(tmp_path / "model") as fresh:
+        (fresh / "a.txt").write_text("a")
+    assert live.is_dir()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_replaced_trees_get_the_umask_modes(tmp_path: Path, umask: int) -> None:
+    previous = os.umask(umask)
+    try:
+        with _atomic.replace_directory(tmp_path / "model") as fresh:
+            _atomic.write_text_atomic(fresh / "a.txt", "a")
+            (fresh / "sub").mkdir()
+            _atomic.write_bytes_atomic(fresh / "sub" / "b.bin", b"b")
+    finally:
+        os.umask(previous)
+    root = tmp_path / "model"
+    for folder in (root, root / "sub"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    for file in (root / "a.txt", root / "sub" / "b.bin"):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_linked_target_replaces_the_folder_it_points_to(tmp_path: Path) -> None:
+    real = tmp_path / "v1"
+    with _atomic.replace_directory(real) as fresh:
+        (fresh / "a.txt").write_text("old")
+    (tmp_path / "current").symlink_to(real)
+    with _atomic.replace_directory(tmp_path / "current") as fresh:
+        (fresh / "a.txt").write_text("new")
+    assert (tmp_path / "current").is_symlink()
+    assert _tree(real) == {"a.txt": "new"}

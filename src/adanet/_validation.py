@@ -32,6 +32,7 @@ __all__ = [
     "require_fraction",
     "require_int",
     "require_int_tuple",
+    "require_samples",
 ]
 
 
@@ -78,6 +79,19 @@ def require_fraction(
     ok = ok and (value <= high if high_inclusive else value < high)
     if not ok:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def require_samples(num_samples: int, name: str, minimum: int = 1) -> None:
+    """Raise unless there are at least ``minimum`` samples: a calibration on no data would
+    return a policy (or records) that nothing supports.
+
+    Raises:
+        ValueError: Naming the argument and the count.
+    """
+    if num_samples < minimum:
+        raise ValueError(
+            f"{name} holds {num_samples} samples; at least {minimum} are needed to calibrate on"
+        )
 
 
 def require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -171,7 +185,10 @@ def check_costs(
             raise TypeError(f"{name} must be a sequence of numbers, got {costs!r}") from exc
         if any(not _is_number(c) for c in items):
             raise TypeError(f"{name} must hold numbers, got {items!r}")
-        values = [float(c) for c in items]
+        try:
+            values = [float(c) for c in items]
+        except OverflowError:  # an integer beyond float's range
+            raise ValueError(f"{name} holds a number beyond float's range") from None
     if len(values) != num_exits:
         raise ValueError(f"{name} has {len(values)} entries but there are {num_exits} exits")
     if any(not math.isfinite(c) or c < 0.0 for c in values):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
+import adanet
 from adanet.blocks.norm_act import GroupNormFactory, resolve_act, resolve_norm
 
 
@@ -48,3 +51,18 @@ def test_bad_act_specs() -> None:
         resolve_act(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="groups"):
         GroupNormFactory(0)
+
+
+@pytest.mark.parametrize(
+    ("field", "spec"),
+    [
+        ("norm", lambda channels: torch.zeros(channels)),
+        ("norm", lambda channels: None),
+        ("norm", int),
+        ("act", lambda inplace=False: torch.relu),
+        ("act", lambda: "relu"),
+    ],
+)
+def test_callables_that_do_not_return_a_module_name_the_spec(field: str, spec: Any) -> None:
+    with pytest.raises(TypeError, match=f"the {field} callable .* not an nn.Module"):
+        adanet.RANet(adanet.RANetConfig(num_blocks=1, block_step=1, step=1, **{field: spec}))

@@ -291,3 +291,13 @@ def test_custom_policy_through_calibrator() -> None:
             ps=[1.0],
             calibrator=broken,  # type: ignore[arg-type]
         )
+
+
+def test_an_empty_validation_or_test_set_is_refused() -> None:
+    logits = torch.randn(3, 20, 5, generator=torch.Generator().manual_seed(0))
+    targets = torch.zeros(20, dtype=torch.long)
+    empty, no_targets = torch.zeros(3, 0, 5), torch.zeros(0, dtype=torch.long)
+    with pytest.raises(ValueError, match="val_logits holds 0 samples"):
+        budgeted_sweep(empty, no_targets, logits, targets, [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match=r"test_logits (holds 0 samples|have no samples)"):
+        budgeted_sweep(logits, targets, empty, no_targets, [1.0, 2.0, 3.0])

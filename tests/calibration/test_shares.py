@@ -258,3 +258,11 @@ def test_temperatures_and_context_are_recorded() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert adanet.calibration.calibrate_for_cost(logits, [1.0, 2.0, 3.0], 2.0).num_classes == 10
+
+
+def test_no_samples_are_refused() -> None:
+    empty = torch.zeros(3, 0, 10)
+    with pytest.raises(ValueError, match="logits holds 0 samples"):
+        adanet.calibrate_shares(empty, [0.4, 0.3, 0.3])
+    with pytest.raises(ValueError, match="logits holds 0 samples"):
+        calibrate_for_cost(empty, [1.0, 2.0, 3.0], 2.0)

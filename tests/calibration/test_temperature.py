@@ -85,3 +85,25 @@ def test_ece_by_hand() -> None:
     ece = expected_calibration_error(probs.log(), targets, num_bins=10)
     # Separate bins: (|1 - 0.9| + |0 - 0.6|) / 2 = 0.35.
     assert ece == pytest.approx([0.35])
+
+
+def test_no_samples_are_refused() -> None:
+    with pytest.raises(ValueError, match="val_logits holds 0 samples"):
+        fit_temperatures(torch.zeros(2, 0, 4), torch.zeros(0, dtype=torch.long))
+
+
+def test_one_sample_warns_that_the_temperatures_are_undetermined() -> None:
+    logits = torch.tensor([[[4.0, 0.0, 0.0]], [[0.0, 3.0, 0.0]]])  # exit 0 right, exit 1 wrong
+    with pytest.warns(UserWarning, match=r"exits \[0, 1\] reached the end of the search range"):
+        temperatures = fit_temperatures(logits, torch.tensor([0]))
+    assert temperatures[0] == pytest.approx(1e-3) and temperatures[1] == pytest.approx(1e3)
+
+
+def test_constant_logits_give_one_with_a_warning() -> None:
+    logits = torch.zeros(2, 8, 4)
+    targets = torch.arange(8) % 4
+    noise = torch.randn(8, 4, generator=torch.Generator().manual_seed(0))
+    logits[1] = noise + 2.0 * torch.nn.functional.one_hot(targets, 4)  # informative, not separable
+    with pytest.warns(UserWarning, match=r"exits \[0\] have equal logits"):
+        temperatures = fit_temperatures(logits, targets)
+    assert temperatures[0] == 1.0 and temperatures[1] != 1.0

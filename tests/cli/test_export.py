@@ -55,8 +55,16 @@ def test_a_non_empty_target_needs_overwrite(
     command = ["export", "--save", str(guaranteed_run), "--to", str(target)]
     assert cli.main(command) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert cli.main([*command, "--overwrite"]) == 0
-    assert (target / "notes.txt").read_text() == "mine"  # only the model's files are written
+    # The export replaces the folder whole: a file it did not write is refused, not deleted.
+    assert cli.main([*command, "--overwrite"]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert (target / "notes.txt").read_text() == "mine"
+    (target / "notes.txt").unlink()
+    assert cli.main(command) == 0
+    first = (target / "model.safetensors").read_bytes()
+    assert cli.main([*command, "--p", "0.5"]) == 2  # an earlier export: --overwrite needed
+    assert cli.main([*command, "--p", "0.5", "--overwrite"]) == 0
+    assert (target / "model.safetensors").read_bytes() == first
     adanet.load_pretrained(target)
 
 
@@ -139,3 +147,17 @@ def test_export_run_refuses_a_bad_calibration_count(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="calibration_images must be an int >= 1, got 0"):
         export_run(tmp_path, tmp_path / "m", int8=True, calibration_images=0)
+
+
+@pytest.mark.parametrize("where", ["run", "inside", "holding"])
+def test_a_target_overlapping_the_run_is_refused(
+    guaranteed_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    run = tmp_path / "runs" / "one"
+    shutil.copytree(guaranteed_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    target = {"run": run, "inside": run / "export", "holding": tmp_path / "runs"}[where]
+    command = ["export", "--save", str(run), "--to", str(target), "--overwrite"]
+    assert cli.main(command) == 2
+    assert "would overlap the run folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -219,3 +219,42 @@ def test_eval_refuses_a_guarantee_for_a_run_without_validation(
     assert _eval(run_copy, "--max-accuracy-drop", "0.02") == 2
     assert "--use-valid" in capsys.readouterr().err
     assert not (run_copy / "eval_metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "raised"),
+    [
+        ("raise RuntimeError('no GPU here')", "RuntimeError: no GPU here"),
+        ("def broken(:\n    pass", "SyntaxError"),
+        ("import sys\nsys.exit(3)", "SystemExit: 3"),
+        ("x = 1 / 0", "ZeroDivisionError"),
+    ],
+)
+def test_a_policy_module_failing_on_import_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, raised: str
+) -> None:
+    from adanet.cli.errors import CLIError
+    from adanet.cli.policy_spec import load_policy
+
+    (tmp_path / "failing_policy_module.py").write_text(body + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(CLIError, match=f"importing 'failing_policy_module' failed: {raised}"):
+            load_policy("failing_policy_module:POLICY")
+    finally:
+        sys.modules.pop("failing_policy_module", None)
+
+
+def test_a_failing_import_exits_with_status_2(
+    run_copy: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "exploding_policy.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert _eval(run_copy, "--policy", "exploding_policy:POLICY") == 2
+    finally:
+        sys.modules.pop("exploding_policy", None)
+    assert capsys.readouterr().err.startswith("adanet: error: --policy")

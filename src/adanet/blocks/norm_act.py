@@ -90,6 +90,32 @@ class _NoInplace:
         return f"{getattr(self.factory, '__name__', self.factory)!r}"
 
 
+class _CheckedFactory:
+    """A user's norm or activation callable, whose every result is checked to be an
+    ``nn.Module``: a factory returning something else (a tensor, a function, ``None``) fails
+    here, naming the spec, rather than deep inside torch's module registration."""
+
+    def __init__(self, factory: Callable[..., Any], kind: str) -> None:
+        self.factory = factory
+        self.kind = kind
+
+    def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:
+        made = self.factory(*args, **kwargs)
+        if not isinstance(made, nn.Module):
+            raise TypeError(
+                f"the {self.kind} callable {self.factory!r} returned a {type(made).__name__}, "
+                "not an nn.Module; it must build a layer (e.g. nn.InstanceNorm2d, nn.ReLU)"
+            )
+        return made
+
+    def __repr__(self) -> str:
+        return repr(self.factory)
+
+
+def _is_module_class(spec: object) -> bool:
+    return isinstance(spec, type) and issubclass(spec, nn.Module)
+
+
 def _norm_message(spec: object) -> str:
     return (
         "norm must be 'batch', 'group:G' (G >= 1 groups), 'layer', or a callable taking a "
@@ -114,7 +140,7 @@ def resolve_norm(spec: NormSpec) -> NormLayer:
             return GroupNormFactory(int(match.group(1)))
         raise ValueError(_norm_message(spec))
     if callable(spec):
-        return spec
+        return spec if _is_module_class(spec) else _CheckedFactory(spec, "norm")
     raise TypeError(_norm_message(spec))
 
 
@@ -151,7 +177,8 @@ def resolve_act(spec: ActSpec) -> ActivationLayer:
             raise ValueError(_act_message(spec))
         return table[spec]
     if callable(spec):
-        return spec if _accepts_inplace(spec) else _NoInplace(spec)
+        factory = spec if _is_module_class(spec) else _CheckedFactory(spec, "act")
+        return factory if _accepts_inplace(spec) else _NoInplace(factory)
     raise TypeError(_act_message(spec))
 
 

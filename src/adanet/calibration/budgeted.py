@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, overload
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs, check_targets
+from adanet._validation import check_costs, check_targets, require_samples
 from adanet.calibration.shares import (
     geometric_exit_fractions,
     greedy_thresholds,
@@ -244,8 +244,8 @@ def budgeted_sweep(
     Raises:
         TypeError: On targets that are not integer tensors, or ``ps`` that is not a sequence
             of numbers.
-        ValueError: On mismatched shapes, out-of-range targets, bad costs, non-positive ``p``
-            or an unknown measure.
+        ValueError: On mismatched shapes, out-of-range targets, bad costs, non-positive ``p``,
+            an unknown measure, or no validation or test samples.
 
     Warns:
         UserWarning: If the validation and test logits are the same data.
@@ -254,6 +254,8 @@ def budgeted_sweep(
     val = stack_logits(val_logits, "val_logits")
     test = stack_logits(test_logits, "test_logits")
     _check_pair(val, test)
+    require_samples(val.shape[1], "val_logits")
+    require_samples(test.shape[1], "test_logits")
     num_exits, _, num_classes = val.shape
     val_t = check_targets(val_targets, val.shape[1], num_classes, "val_targets")
     targets = check_targets(test_targets, test.shape[1], num_classes, "test_targets")

@@ -16,7 +16,7 @@ from typing import Final
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs
+from adanet._validation import check_costs, require_samples
 from adanet.policies.confidence import check_measure, exit_confidences
 from adanet.policies.fields import check_temperatures, normalise_input_size
 from adanet.policies.protocol import LogitsInput, stack_logits
@@ -186,11 +186,12 @@ def calibrate_shares(
 
     Raises:
         TypeError: If ``exit_fractions`` is not a sequence of numbers.
-        ValueError: On malformed logits or fractions or an unknown measure.
+        ValueError: On malformed logits or fractions, no samples, or an unknown measure.
     """
     check_measure(measure)
     stacked = stack_logits(logits)
     num_exits, num_samples, num_classes = stacked.shape
+    require_samples(num_samples, "logits")
     fractions = _check_fractions(exit_fractions, num_exits)
     temps = check_temperatures(temperatures, num_exits)
     with torch.no_grad():
@@ -233,11 +234,13 @@ def calibrate_for_cost(
         The chosen policy; everybody to the last exit if ``target_mean_cost >= costs[-1]``.
 
     Raises:
-        ValueError: If ``target_mean_cost < costs[0]`` or is NaN, or on malformed inputs.
+        ValueError: If ``target_mean_cost < costs[0]`` or is NaN, on malformed inputs, or no
+            samples.
     """
     check_measure(measure)
     stacked = stack_logits(logits)
-    num_exits, _, num_classes = stacked.shape
+    num_exits, num_samples, num_classes = stacked.shape
+    require_samples(num_samples, "logits")
     cost_values = check_costs(costs, num_exits)
     if isinstance(target_mean_cost, bool) or not isinstance(target_mean_cost, int | float):
         raise TypeError(f"target_mean_cost must be a number, got {target_mean_cost!r}")

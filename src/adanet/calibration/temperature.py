@@ -9,13 +9,14 @@ scalar ``T_k`` fitted on held-out data; it changes confidences, never the predic
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Final
 
 import torch
 from torch import Tensor
 
-from adanet._validation import check_targets
+from adanet._validation import check_targets, require_samples
 from adanet.policies.confidence import exit_confidences, safe_probabilities
 from adanet.policies.protocol import LogitsInput, stack_logits
 
@@ -45,14 +46,23 @@ def fit_temperatures(val_logits: LogitsInput, val_targets: Tensor) -> list[float
         val_targets: ``[N]`` integer class indices.
 
     Returns:
-        ``T_k`` for every exit, in ``[1e-3, 1e3]``; divide exit ``k``'s logits by it.
+        ``T_k`` for every exit, in ``[1e-3, 1e3]``; divide exit ``k``'s logits by it. An exit
+        whose logits are equal across classes for every sample gives 1.0: no temperature
+        changes its probabilities.
 
     Raises:
         TypeError: On non-integer targets.
-        ValueError: On malformed logits or targets, or no sample with finite logits.
+        ValueError: On malformed logits or targets, no samples, or no sample with finite
+            logits.
+
+    Warns:
+        UserWarning: When the data cannot determine a temperature: an exit ending at a bound
+            of the search range (too few samples, or logits that separate the classes
+            perfectly), or an exit with constant logits.
     """
     stacked = stack_logits(val_logits, "val_logits")
     num_exits, num_samples, num_classes = stacked.shape
+    require_samples(num_samples, "val_logits")
     targets = check_targets(val_targets, num_samples, num_classes, "val_targets")
     with torch.no_grad():
         z = stacked.detach().to(torch.float64)
@@ -72,7 +82,31 @@ def fit_temperatures(val_logits: LogitsInput, val_targets: Tensor) -> list[float
             hi = torch.where(rising, mid, hi)
             lo = torch.where(rising, lo, mid)
         beta = (0.5 * (lo + hi)).exp()
-    return [1.0 / b for b in beta.tolist()]
+        flat = (z.amax(dim=2) == z.amin(dim=2)).all(dim=1).tolist()
+    temperatures = [1.0 if f else 1.0 / b for b, f in zip(beta.tolist(), flat, strict=True)]
+    _warn_undetermined(temperatures, flat, int(finite.sum()))
+    return temperatures
+
+
+def _warn_undetermined(temperatures: list[float], flat: list[bool], samples: int) -> None:
+    low, high = (math.exp(-b) for b in reversed(_LOG_BETA_RANGE))
+    stuck = [k for k, t in enumerate(temperatures) if t <= low * 1.01 or t >= high / 1.01]
+    constant = [k for k, f in enumerate(flat) if f]
+    if stuck:
+        warnings.warn(
+            f"fit_temperatures: the temperatures of exits {stuck} reached the end of the search "
+            f"range [{low:g}, {high:g}]: {samples} sample(s) do not determine them (too few, or "
+            "logits that separate the classes perfectly); fit on more held-out data",
+            UserWarning,
+            stacklevel=3,
+        )
+    if constant:
+        warnings.warn(
+            f"fit_temperatures: exits {constant} have equal logits for every class of every "
+            "sample, so no temperature changes them; they get 1.0",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def expected_calibration_error(

@@ -62,7 +62,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into a non-empty --to, replacing its files of the same names",
+        help="replace an earlier export in a non-empty --to (whole, in one swap); a folder "
+        "holding other files is refused",
     )
     # main() reads these before dispatching; export has no use for them.
     parser.set_defaults(run=run, gpu=None)
@@ -73,7 +74,8 @@ def run(args: argparse.Namespace, ctx: DistributedContext, say: Printer) -> int:
 
     Raises:
         CLIError: No run folder, checkpoint or config; an unreadable run; a non-empty
-            ``--to`` without ``--overwrite``; ``--onnx`` without the ``onnx`` extra.
+            ``--to`` without ``--overwrite``, or holding files of its own; a ``--to`` that
+            is, lies in or holds the run folder; ``--onnx`` without the ``onnx`` extra.
     """
     from adanet.cli.run_export import export_run
     from adanet.deploy.model_dir import PretrainedError

@@ -7,7 +7,9 @@
   ``policies.json`` do), read with :func:`adanet.policies.serialization.policy_from_dict`; or
 * ``package.module:name`` (``name`` may be dotted): an object that follows
   :class:`adanet.ExitDecider`, or a callable taking no arguments that returns one (a class, a
-  factory). The module is imported, so it runs that module's code, as ``python -m`` would.
+  factory). The module is imported, so it runs that module's code, as ``python -m`` would:
+  give only modules you trust (see ``docs/security.md``). Whatever the import raises, even
+  ``sys.exit``, is reported as a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def _from_json(path: Path) -> ExitDecider:
         loaded = loaded["policy"]
     try:
         return policy_from_dict(loaded)
-    except (TypeError, ValueError, KeyError) as error:
+    except (TypeError, ValueError) as error:
         raise CLIError(
             f"--policy {path}: not a policy (expected what EarlyExitPolicy.to_dict writes): {error}"
         ) from None
@@ -50,6 +52,12 @@ def _from_object(spec: str) -> ExitDecider:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
         raise CLIError(f"--policy {spec!r}: cannot import {module_name!r} ({error})") from None
+    except (Exception, SystemExit) as error:
+        # Importing runs the module's code: whatever it raises (a SyntaxError, its own
+        # errors, even sys.exit) is the module's failure, reported as a usage error.
+        raise CLIError(
+            f"--policy {spec!r}: importing {module_name!r} failed: {type(error).__name__}: {error}"
+        ) from None
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise CLIError(f"--policy {spec!r}: {module_name!r} has no attribute {attribute!r}")

@@ -11,13 +11,66 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from adanet._safe_load import CheckpointError, read_state_dict
-from adanet.deploy.model_dir import PretrainedError, _read_json, save_pretrained
+from adanet._atomic import TEMPORARY_NAME, replace_directory
+from adanet._safe_load import CheckpointError, read_confined, read_state_dict
+from adanet.deploy.metadata import MAX_JSON_BYTES, bounded_build, check_state_matches, parse_json
+from adanet.deploy.model_dir import PretrainedError, save_pretrained
+from adanet.deploy.model_dir.layout import MODEL_FILES
+from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.pretrained_cfg import CIFAR10_CFG, CIFAR100_CFG, IMAGENET_CFG, PretrainedCfg
 from adanet.models.registry import default_registry
+from adanet.policies.patience import PatienceExitPolicy
+from adanet.policies.serialization import policy_from_dict
 from adanet.policies.threshold import EarlyExitPolicy
 
-__all__ = ["export_run"]
+__all__ = ["check_export_target", "export_run"]
+
+_ONNX_FOLDERS = ("onnx", "onnx_int8")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        payload = read_confined(
+            path.parent, path.name, max_bytes=MAX_JSON_BYTES, error=PretrainedError
+        )
+    except FileNotFoundError:
+        raise PretrainedError(f"{path} is missing") from None
+    return parse_json(payload, str(path), PretrainedError)
+
+
+def check_export_target(save: Path, target: Path) -> None:
+    """Refuse a target that is the run folder, lies inside it, or holds it: replacing the
+    target whole would overwrite the run's own files (its ``config.json``, its checkpoints).
+
+    Raises:
+        PretrainedError: Naming both folders.
+    """
+    run, out = os.path.realpath(save), os.path.realpath(target)
+    if out == run or out.startswith(run + os.sep) or run.startswith(out + os.sep):
+        raise PretrainedError(
+            f"the model directory {target} would overlap the run folder {save}; export to a "
+            "folder outside the run"
+        )
+
+
+def _check_replaceable_tree(directory: Path) -> None:
+    # What an earlier export wrote (model files, onnx/, onnx_int8/) may be replaced; anything
+    # else in the folder would be deleted with it, so it is refused.
+    from adanet.deploy.onnx.exporter import check_replaceable_export
+
+    others = sorted(
+        entry.name
+        for entry in directory.iterdir()
+        if entry.name not in (*MODEL_FILES, *_ONNX_FOLDERS) and not TEMPORARY_NAME.match(entry.name)
+    )
+    if others:
+        raise PretrainedError(
+            f"{directory} holds {others[:5]} besides an export's files; exporting replaces the "
+            "whole folder and would delete them: move them out or export elsewhere"
+        )
+    for name in _ONNX_FOLDERS:
+        if (directory / name).is_dir():
+            check_replaceable_export(directory / name)
 
 
 def _run_preprocessing(data: str, seed: int, use_valid: bool) -> PretrainedCfg:
@@ -37,7 +90,7 @@ def _run_preprocessing(data: str, seed: int, use_valid: bool) -> PretrainedCfg:
     return splits.preprocessing
 
 
-def _run_policy(save: Path, p: float) -> EarlyExitPolicy | None:
+def _run_policy(save: Path, p: float) -> EarlyExitPolicy | PatienceExitPolicy | None:
     path = save / "policies.json"
     if not path.is_file():
         return None
@@ -45,8 +98,19 @@ def _run_policy(save: Path, p: float) -> EarlyExitPolicy | None:
     entries = record.get("policies") if isinstance(record, Mapping) else None
     if not entries:
         return None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, Mapping)
+        and isinstance(e.get("p"), int | float)
+        and not isinstance(e.get("p"), bool)
+        and isinstance(e.get("policy"), Mapping)
+        for e in entries
+    ):
+        raise PretrainedError(f"{path}: 'policies' must be a list of objects with 'p' and 'policy'")
     best = min(entries, key=lambda entry: abs(float(entry["p"]) - p))
-    return EarlyExitPolicy.from_dict(best["policy"])
+    try:
+        return policy_from_dict(best["policy"])
+    except ValueError as error:
+        raise PretrainedError(f"{path}: the policy of p={best['p']}: {error}") from None
 
 
 def _calibration_batches(run: Mapping[str, object], count: int) -> list[Tensor]:
@@ -103,9 +167,14 @@ def export_run(
     Returns:
         ``to_dir``.
 
+    The whole tree (model files, ``onnx/``, ``onnx_int8/``) is made in a fresh folder and
+    replaces ``to_dir`` in one swap, after every check.
+
     Raises:
         FileNotFoundError: No run folder, config or checkpoint.
-        PretrainedError: An unreadable run, or (``int8``) unreadable training images.
+        PretrainedError: An unreadable run, weights that do not fit its config, a ``to_dir``
+            that is, lies in or holds the run folder, or one holding files other than an
+            earlier export's; (``int8``) unreadable training images.
         ValueError: ``calibration_images`` below 1.
     """
     if int8 and (
@@ -114,7 +183,37 @@ def export_run(
         or calibration_images < 1
     ):
         raise ValueError(f"calibration_images must be an int >= 1, got {calibration_images!r}")
-    save = Path(save_dir)
+    save, target = Path(save_dir), Path(to_dir)
+    check_export_target(save, target)
+    run, model = _run_model(save)
+    prep = _run_preprocessing(
+        str(run.get("data", "cifar10")), int(run.get("seed", 0)), bool(run.get("use_valid", False))
+    )
+    policy = _run_policy(save, p)
+    batches = _calibration_batches(run, calibration_images) if int8 else None
+    # The whole tree (model files, onnx/, onnx_int8/) is made in a fresh folder and swapped in
+    # at once: an interrupted export leaves the previous one whole.
+    with replace_directory(target, check_existing=_check_replaceable_tree) as fresh:
+        save_pretrained(model, fresh, policy, prep)
+        if onnx or int8:
+            from adanet.deploy.onnx import export_onnx
+
+            export_onnx(model, fresh / "onnx", prep.input_size, policy, preprocessing=prep)
+        if batches is not None:
+            from adanet.deploy.onnx import quantize_onnx
+
+            quantize_onnx(fresh / "onnx", fresh / "onnx_int8", batches)
+    return target
+
+
+def _run_model(save: Path) -> tuple[Mapping[str, Any], EarlyExitNetwork]:
+    """The run's config and its model with the best (else last) weights, in eval mode.
+
+    Raises:
+        FileNotFoundError: No config or checkpoint.
+        PretrainedError: An unreadable run, a config beyond adanet's bounds, or weights that
+            do not fit it.
+    """
     config_path = save / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{save} is not an adanet run folder: no config.json")
@@ -127,7 +226,11 @@ def export_run(
         raise PretrainedError(
             f"{config_path} names an unknown architecture {run['arch']!r}"
         ) from None
-    model = arch.build(arch.config_cls.from_dict(run["config"]))
+
+    def build() -> EarlyExitNetwork:
+        return arch.build(arch.config_cls.from_dict(run["config"]))
+
+    expected = bounded_build(build, str(config_path), PretrainedError).state_dict()
     for name in ("model_best.pt", "checkpoint_last.pt"):
         if (save / name).is_file():
             weights = save / name
@@ -135,22 +238,10 @@ def export_run(
     else:
         raise FileNotFoundError(f"{save} holds neither model_best.pt nor checkpoint_last.pt")
     try:
-        model.load_state_dict(read_state_dict(weights), strict=True)
-    except (CheckpointError, RuntimeError) as error:
+        state = read_state_dict(weights)
+    except CheckpointError as error:
         raise PretrainedError(f"cannot load {weights}: {str(error)[:300]}") from None
-    model.eval()
-    prep = _run_preprocessing(
-        str(run.get("data", "cifar10")), int(run.get("seed", 0)), bool(run.get("use_valid", False))
-    )
-    policy = _run_policy(save, p)
-    target = save_pretrained(model, to_dir, policy, prep)
-    if onnx or int8:
-        from adanet.deploy.onnx import export_onnx
-
-        export_onnx(model, target / "onnx", prep.input_size, policy, preprocessing=prep)
-    if int8:
-        from adanet.deploy.onnx import quantize_onnx
-
-        batches = _calibration_batches(run, calibration_images)
-        quantize_onnx(target / "onnx", target / "onnx_int8", batches)
-    return target
+    check_state_matches(expected, state, str(weights), PretrainedError)
+    model = build()
+    model.load_state_dict(state, strict=True)
+    return run, model.eval()

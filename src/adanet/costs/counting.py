@@ -191,7 +191,9 @@ def measure_exit_costs(
         One :class:`ExitCost` per exit, in exit order.
 
     Raises:
-        TypeError: ``model`` does not follow the protocol, or ``input_size`` is not ints.
+        TypeError: ``model`` does not follow the protocol, ``input_size`` is not ints, or
+            nothing could be counted (a network whose stages run outside PyTorch, such as an
+            ONNX Runtime or int8 network; its recorded costs are its ``known_exit_costs``).
         ValueError: Unknown convention, or an input size the model does not accept.
         RuntimeError: The installed torch lacks an operator the "actual" count needs.
     """
@@ -210,7 +212,23 @@ def measure_exit_costs(
     model.check_input(x)
     mapping = _actual_mapping()
 
-    return _run_counted(model, x, convention, mapping)
+    costs = _run_counted(model, x, convention, mapping)
+    if all(c.macs == 0 and c.params == 0 for c in costs):
+        # Nothing ran through PyTorch's operators: stages served by ONNX Runtime (an
+        # OnnxRuntimeNetwork, an int8 model) compute where no counter sees. Zeros would be
+        # read as "free"; say so instead.
+        known = model.known_exit_costs(shape, convention)
+        hint = (
+            f"; the costs recorded for it are model.known_exit_costs({shape}, {convention!r}) "
+            f"= {list(known)}"
+            if known is not None
+            else "; measure the network it was exported from instead"
+        )
+        raise TypeError(
+            f"measure_exit_costs counted nothing in this {type(model).__name__}: its "
+            f"computation runs outside PyTorch, where operations cannot be counted{hint}"
+        )
+    return costs
 
 
 def _run_counted(

@@ -14,19 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from adanet.deploy.model_dir import (
-    _HUB_HINT,
-    PretrainedInfo,
-    _as_preprocessing,
-    load_pretrained,
-    save_pretrained,
-)
+from adanet.deploy.model_dir import PretrainedInfo, load_pretrained, save_pretrained
+from adanet.deploy.model_dir.save import as_preprocessing
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.pretrained_cfg import PretrainedCfg
 from adanet.policies.patience import PatienceExitPolicy
 from adanet.policies.threshold import EarlyExitPolicy
 
 __all__ = ["EarlyExitHubModel"]
+
+_HUB_HINT = "pip install 'adanet-torch[hub]'"
 
 
 class EarlyExitHubModel:
@@ -55,7 +52,7 @@ class EarlyExitHubModel:
     ) -> None:
         self.model = model
         self.policy = policy
-        self.preprocessing = _as_preprocessing(preprocessing)
+        self.preprocessing = as_preprocessing(preprocessing)
 
     def save_pretrained(
         self,
@@ -87,11 +84,16 @@ class EarlyExitHubModel:
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
         revision: str | None = None,
+        arch: str | None = None,
     ) -> EarlyExitHubModel:
         """Load from a local directory, or download a Hub repository first.
 
+        ``arch``, when given, is the network expected (see :func:`adanet.load_pretrained`): a
+        directory holding another is refused.
+
         Raises:
             ImportError: A repository id without the ``hub`` extra.
+            PretrainedError: What :func:`adanet.load_pretrained` refuses.
         """
         path = Path(pretrained_model_name_or_path)
         if not path.is_dir():
@@ -112,7 +114,7 @@ class EarlyExitHubModel:
                     local_files_only=local_files_only,
                 )
             )
-        model = load_pretrained(path)
+        model = load_pretrained(path, arch=arch)
         info: PretrainedInfo = model.pretrained  # type: ignore[assignment]
         return cls(model, info.policy, info.preprocessing)
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
+from torch import bool as torch_bool
 
 __all__ = [
     "check_context",
+    "check_keys",
     "check_temperatures",
     "decode_threshold",
     "encode_threshold",
@@ -37,18 +40,52 @@ def decode_threshold(value: Any) -> float:
         if text in ("-inf", "-infinity"):
             return -math.inf
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer beyond float's range
+            pass
     raise ValueError(f"cannot decode threshold {value!r}; expected a number, 'inf' or '-inf'")
 
 
+def _is_real(value: object) -> bool:
+    if isinstance(value, Tensor):
+        return value.numel() == 1 and not value.is_complex() and value.dtype != torch_bool
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def float_tuple(name: str, values: Any) -> tuple[float, ...]:
-    """``values`` as a tuple of floats; raises TypeError naming ``name`` otherwise."""
+    """``values`` as a tuple of floats; raises TypeError naming ``name`` otherwise.
+
+    Every item must be a real number (a bool or a string such as ``"2"`` is not one), so a
+    document that JSON-encodes numbers as strings is refused rather than guessed at.
+    """
     if isinstance(values, str | bytes) or not isinstance(values, Sequence | Tensor):
         raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
+    if isinstance(values, Tensor):
+        if values.dtype == torch_bool or values.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got a {values.dtype} tensor")
+        return tuple(float(t) for t in values.reshape(-1).tolist())
+    items = list(values)
+    if not all(_is_real(t) for t in items):
+        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}")
     try:
-        return tuple(float(t) for t in values)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a sequence of numbers, got {values!r}") from exc
+        return tuple(float(t) for t in items)
+    except OverflowError:  # a JSON integer beyond float's range
+        raise TypeError(f"{name} holds a number beyond float's range: {values!r}") from None
+
+
+def check_keys(d: Mapping[str, Any], allowed: Sequence[str], what: str) -> None:
+    """Refuse a mapping with keys outside ``allowed``: a misspelt key would otherwise be
+    dropped without a word (``"temperature"`` for ``"temperatures"``).
+
+    Raises:
+        ValueError: Naming the unknown keys and the allowed ones.
+    """
+    unknown = sorted(str(key) for key in d if key not in allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown {what} keys {unknown}; allowed: {', '.join(repr(k) for k in allowed)}"
+        )
 
 
 def check_temperatures(temperatures: Any, num_exits: int) -> tuple[float, ...] | None:
@@ -72,7 +109,11 @@ def normalise_input_size(input_size: Any) -> tuple[int, int] | None:
     elif isinstance(input_size, Sequence) and not isinstance(input_size, str | bytes):
         if any(isinstance(v, bool) or not isinstance(v, int) for v in input_size):
             raise TypeError(f"input_size must hold ints, got {input_size!r}")
-        values = tuple(input_size)[-2:] if len(input_size) in (2, 3) else ()
+        if len(input_size) not in (2, 3) or min(input_size) < 1:
+            raise ValueError(
+                f"input_size must be S, (H, W) or (C, H, W) of positive ints, got {input_size!r}"
+            )
+        values = tuple(input_size)[-2:]
     else:
         raise TypeError(f"input_size must be S, (H, W) or (C, H, W), got {input_size!r}")
     if len(values) != 2 or min(values) < 1:

@@ -8,11 +8,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from adanet.policies.fields import check_keys
 from adanet.policies.protocol import LogitsInput, check_batch_size, check_step_args, stack_logits
 
-__all__ = ["PatienceExitPolicy"]
+__all__ = ["PATIENCE_KEYS", "PatienceExitPolicy"]
 
 _STATE_KEYS = ("prev_pred", "streak")
+#: The keys :meth:`PatienceExitPolicy.to_dict` writes and :meth:`PatienceExitPolicy.from_dict`
+#: reads.
+PATIENCE_KEYS = ("measure", "patience", "thresholds", "num_classes")
 
 
 def _advance(logits: Tensor, prev_pred: Tensor, streak: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,17 +165,29 @@ class PatienceExitPolicy:
     def from_dict(cls, d: Mapping[str, Any]) -> PatienceExitPolicy:
         """Rebuilds a policy from :meth:`to_dict` (or an old patience ``EarlyExitPolicy`` dict).
 
+        ``thresholds`` holds one entry per exit, each equal to ``patience`` (which defaults to
+        the first of them): a document whose entries disagree is ambiguous and refused.
+
         Raises:
-            ValueError: If the mapping is not a patience policy.
+            ValueError: If the mapping is not a patience policy, or holds a key outside
+                :data:`PATIENCE_KEYS`.
         """
         if not isinstance(d, Mapping) or d.get("measure") != "patience" or "thresholds" not in d:
             raise ValueError(f"expected a patience policy mapping, got {d!r}")
+        check_keys(d, PATIENCE_KEYS, "patience policy")
         thresholds = d["thresholds"]
-        if isinstance(thresholds, str | bytes) or not isinstance(thresholds, list | tuple):
-            raise ValueError(f"'thresholds' must be a list, got {thresholds!r}")
-        raw = d.get("patience", thresholds[0] if thresholds else None)
+        if not isinstance(thresholds, list | tuple) or not thresholds:
+            raise ValueError(f"'thresholds' must be a non-empty list, got {thresholds!r}")
+        if any(isinstance(t, bool) or not isinstance(t, int | float) for t in thresholds):
+            raise ValueError(f"'thresholds' must hold numbers, got {thresholds!r}")
+        raw = d.get("patience", thresholds[0])
         if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)
+        if any(t != raw for t in thresholds):
+            raise ValueError(
+                f"a patience policy's thresholds must all equal its patience {raw!r}, got "
+                f"{thresholds!r}"
+            )
         return cls(raw, len(thresholds), num_classes=d.get("num_classes"))
 
     def __repr__(self) -> str:

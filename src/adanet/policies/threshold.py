@@ -24,6 +24,7 @@ from torch import Tensor
 from adanet.policies.confidence import MEASURES, check_measure, exit_confidences
 from adanet.policies.fields import (
     check_context,
+    check_keys,
     check_temperatures,
     decode_threshold,
     encode_threshold,
@@ -32,7 +33,17 @@ from adanet.policies.fields import (
 )
 from adanet.policies.protocol import LogitsInput, check_batch_size, check_step_args, stack_logits
 
-__all__ = ["MEASURES", "EarlyExitPolicy", "LogitsInput"]
+__all__ = ["MEASURES", "POLICY_KEYS", "EarlyExitPolicy", "LogitsInput"]
+
+#: The keys :meth:`EarlyExitPolicy.to_dict` writes and :meth:`EarlyExitPolicy.from_dict` reads.
+POLICY_KEYS = (
+    "measure",
+    "thresholds",
+    "temperatures",
+    "num_classes",
+    "cost_convention",
+    "input_size",
+)
 
 
 class EarlyExitPolicy:
@@ -284,13 +295,15 @@ class EarlyExitPolicy:
             The policy, equal to the one that was serialised.
 
         Raises:
-            ValueError: If the mapping is malformed (a ``"patience"`` measure belongs to
+            ValueError: If the mapping is malformed or holds a key outside
+                :data:`POLICY_KEYS` (a ``"patience"`` measure belongs to
                 :meth:`adanet.PatienceExitPolicy.from_dict`).
         """
         if not isinstance(d, Mapping) or "thresholds" not in d:
             raise ValueError(f"expected a mapping with a 'thresholds' entry, got {d!r}")
+        check_keys(d, POLICY_KEYS, "policy")
         raw = d["thresholds"]
-        if isinstance(raw, str | bytes) or not isinstance(raw, Sequence):
+        if not isinstance(raw, list | tuple):
             raise ValueError(f"'thresholds' must be a list, got {raw!r}")
         measure = d.get("measure", "max_prob")
         if not isinstance(measure, str):
@@ -305,7 +318,7 @@ class EarlyExitPolicy:
                 input_size=d.get("input_size"),
             )
         except TypeError as exc:
-            raise ValueError(f"malformed policy mapping: {exc}") from exc
+            raise ValueError(f"malformed policy mapping: {exc}") from None
 
     # ------------------------------------------------------------------ dunder
 

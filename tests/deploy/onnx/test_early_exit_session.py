@@ -20,6 +20,7 @@ from adanet import EarlyExitPolicy
 from adanet.calibration import calibrate_shares
 from adanet.deploy.onnx import EarlyExitSession
 from adanet.deploy.onnx import early_exit_session as session_module
+from sealed_folders import reseal
 
 NEAR = 1e-5  # confidences this close to a threshold may fall either way (float rounding)
 TOLERATED_SHARE = 0.005
@@ -144,6 +145,7 @@ def _copy(exported: Any, tmp_path: Path, change: Any) -> Path:
     manifest = json.loads(path.read_text())
     change(manifest)
     path.write_text(json.dumps(manifest))
+    reseal(target)
     return target
 
 
@@ -153,7 +155,7 @@ def test_bad_inputs_and_directories(exported: Any, tmp_path: Path) -> None:
         session.run(np.zeros((2, 3, 16, 16), dtype=np.float32))
     with pytest.raises(ValueError, match="non-empty"):
         session.run(np.zeros((0, 3, 32, 32), dtype=np.float32))
-    with pytest.raises(ValueError, match="2 thresholds but the model has 3"):
+    with pytest.raises(ValueError, match="decides for 2 exits but the model has 3"):
         EarlyExitSession(exported.directory, policy={"thresholds": [0.5, 0.5]})
     with pytest.raises(ValueError, match="unknown confidence measure 'wild'"):
         EarlyExitSession(exported.directory, policy={"thresholds": [1, 1, 1], "measure": "wild"})
@@ -167,8 +169,8 @@ def test_bad_inputs_and_directories(exported: Any, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no policy"):
         EarlyExitSession(no_policy)
     shutil.rmtree(no_policy)
-    newer = _copy(exported, tmp_path, lambda m: m.__setitem__("format_version", 2))
-    with pytest.raises(ValueError, match="format version 2"):
+    newer = _copy(exported, tmp_path, lambda m: m.__setitem__("format_version", 3))
+    with pytest.raises(ValueError, match="format version 3"):
         EarlyExitSession(newer)
 
 

@@ -15,6 +15,9 @@ deviation, and samples whose top-1 leads the runner-up by more than six such err
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from torch import nn
 
 import adanet
 from adanet.deploy.onnx import EarlyExitSession, OnnxRuntimeNetwork, quantize_onnx
+from adanet.deploy.onnx.export_format import ExportError
 from adanet.deploy.onnx.quantize import calibration_images
 from conftest import load_example
 
@@ -134,13 +138,37 @@ def test_quantize_onnx_refuses_bad_arguments(exported: Any, tmp_path: Path) -> N
         quantize_onnx(exported.directory, exported.directory, batches)
     with pytest.raises(ValueError, match="'int4'"):
         quantize_onnx(exported.directory, tmp_path / "x", batches, activations="int4")  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="export_onnx directory"):
+    with pytest.raises(FileNotFoundError, match=r"manifest.json"):
         quantize_onnx(tmp_path, tmp_path / "x", batches)
     with pytest.raises(ValueError, match="16x16"):
         quantize_onnx(exported.directory, tmp_path / "x", [_images(8, seed=25, size=16)])
 
 
 # ---------------------------------------------------------------- calibration_images
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_calibration_images_must_be_finite(bad: float) -> None:
+    images = _images(4, seed=26)
+    images[2, 1, 3, 4] = bad
+    with pytest.raises(ValueError, match="batch 1 holds NaN or infinite"):
+        calibration_images([_images(2, seed=27), images], 3)
+
+
+def test_the_int8_folder_is_checksummed_and_follows_the_umask(
+    exported: Any, tmp_path: Path
+) -> None:
+    previous = os.umask(0o027)
+    try:
+        target = quantize_onnx(exported.directory, tmp_path / "int8", [_images(8, seed=28)])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750
+    for file in target.iterdir():
+        assert stat.S_IMODE(file.stat().st_mode) == 0o640, file.name
+    (target / "stage_2.onnx").write_bytes((exported.directory / "stage_2.onnx").read_bytes())
+    with pytest.raises(ExportError, match=r"stage_2.onnx was altered"):
+        EarlyExitSession(target)
 
 
 def test_calibration_images_are_checked() -> None:

@@ -78,3 +78,12 @@ def test_heads_cannot_be_replaced(network: OnnxRuntimeNetwork) -> None:
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
         OnnxRuntimeNetwork(str(tmp_path))
+
+
+def test_measure_exit_costs_refuses_to_count_nothing(network: OnnxRuntimeNetwork) -> None:
+    # Its stages run inside ONNX Runtime, where no operation can be counted: zeros would read
+    # as "free", so the count is refused and the recorded costs are named.
+    with pytest.raises(TypeError, match=r"counted nothing.*known_exit_costs"):
+        adanet.measure_exit_costs(network, 32)
+    result = adanet.early_exit(network, _images(4), adanet.EarlyExitPolicy([2.0, 2.0, 0.0]))
+    assert result.mean_cost == pytest.approx(network.manifest["costs"]["macs"][-1])

@@ -1,7 +1,11 @@
 """Early exit outside PyTorch: ONNX files per exit stage and an ONNX Runtime runner.
 
 * :func:`export_onnx` writes one ``.onnx`` file per exit stage (dynamic batch), a
-  ``manifest.json`` and a copy of ``early_exit_session.py``; it needs the ``onnx`` extra.
+  ``manifest.json``, a copy of the runner (``early_exit_session.py`` with
+  ``export_format.py``) and ``checksums.json`` over all of them, replacing the folder whole; it
+  needs the ``onnx`` extra. Both runners check the folder first
+  (:mod:`adanet.deploy.onnx.export_format`) and raise :class:`ExportError` on an altered,
+  linked or malformed one.
 * :func:`quantize_onnx` writes an int8 copy of such a directory (ONNX Runtime static
   quantization, calibrated on training images); :class:`OnnxRuntimeNetwork` loads either as
   an :class:`adanet.EarlyExitNetwork` that :func:`adanet.early_exit` drives.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from adanet.deploy.onnx.export_format import ExportError
 from adanet.deploy.onnx.exporter import MANIFEST_FORMAT_VERSION, export_onnx
 from adanet.deploy.onnx.quantize import quantize_onnx
 from adanet.deploy.onnx.runtime_network import OnnxRuntimeNetwork
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MANIFEST_FORMAT_VERSION",
     "EarlyExitSession",
+    "ExportError",
     "OnnxRuntimeNetwork",
     "export_onnx",
     "quantize_onnx",

@@ -1,72 +1,67 @@
 """Real batched early exit with ONNX Runtime, for a directory written by ``adanet.export_onnx``.
 
-This file needs only numpy and onnxruntime: it is copied next to the ``.onnx`` files so a
-device without PyTorch (or adanet) can serve the model::
+This file needs only numpy and onnxruntime, and ``export_format.py`` beside it: both are
+copied next to the ``.onnx`` files so a device without PyTorch (or adanet) can serve the
+model::
 
     import numpy as np
     from early_exit_session import EarlyExitSession
 
     session = EarlyExitSession("exported")        # the directory holding manifest.json
-    out = session.run(images)                     # float32 [N, C, H, W], already normalised
+    out = session.run(images)                     # float [N, C, H, W], already normalised
     out["logits"], out["exit_index"], out["cost"]
 
 The network is one ONNX file per exit. Stage 0 takes the images, stage ``k`` the state stage
 ``k - 1`` returned; each returns its exit's logits and the state after it. After each exit the
 policy of ``manifest.json`` (the form ``adanet.EarlyExitPolicy.to_dict`` writes) decides which
 samples leave; the state is cut down to the samples that remain, so the next stage runs on
-those only. Confidence measures, larger meaning more confident, as in adanet:
-
-* ``max_prob``: the largest softmax probability;
-* ``entropy``: ``1 - H(p) / log(C)``;
-* ``margin``: top-1 minus top-2 softmax probability;
-* ``patience``: how many consecutive exits, ending at this one, predicted the same class.
-
-An optional ``temperatures`` list in the policy divides exit ``k``'s logits by
-``temperatures[k]`` before the measure. A sample leaves at the first exit whose confidence is
+those only. Confidence measures, larger meaning more confident, as in adanet: ``max_prob``
+(the largest softmax probability), ``entropy`` (``1 - H(p) / log(C)``), ``margin`` (top-1
+minus top-2 probability) and ``patience`` (how many consecutive exits, ending at this one,
+predicted the same class). An optional ``temperatures`` list divides exit ``k``'s logits by
+``temperatures[k]`` first. A sample leaves at the first exit whose confidence is
 ``>= thresholds[k]``; the last exit takes everybody still there.
+
+Before anything runs, the folder is checked by ``export_format.read_export`` (checksums, plain
+file names, no symbolic links, the manifest field by field) and each stage's graph against the
+manifest; see that file for what this protects against and what it does not.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
-__all__ = ["MEASURES", "EarlyExitSession", "confidence"]
+try:  # within the adanet package
+    from .export_format import MEASURES, ExportError, check_stage, parse_policy, read_export
+except ImportError:  # the copy beside an export, imported as a top-level module
+    from export_format import (  # type: ignore[no-redef,import-not-found]
+        MEASURES,
+        ExportError,
+        check_stage,
+        parse_policy,
+        read_export,
+    )
 
-MEASURES = ("max_prob", "entropy", "margin", "patience")
-MANIFEST = "manifest.json"
-SUPPORTED_FORMAT_VERSION = 1
+__all__ = ["MEASURES", "EarlyExitSession", "ExportError", "confidence"]
 
 
-def _threshold(value: Any) -> float:
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("inf", "+inf", "infinity", "+infinity"):
-            return math.inf
-        if text in ("-inf", "-infinity"):
-            return -math.inf
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"cannot read threshold {value!r}; expected a number, 'inf' or '-inf'")
-    return float(value)
+# ----------------------------------------------------------------------------- running
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
     return result
 
 
 def confidence(logits: np.ndarray, measure: str) -> np.ndarray:
-    """Per-sample confidence of one exit's ``[N, C]`` logits (not for ``patience``).
-
-    Computed in float64; larger means more confident.
+    """Per-sample confidence of one exit's ``[N, C]`` logits (not for ``patience``), in
+    float64; larger means more confident.
 
     Raises:
         ValueError: An unknown measure.
@@ -95,35 +90,6 @@ def confidence(logits: np.ndarray, measure: str) -> np.ndarray:
     raise ValueError(f"unknown confidence measure {measure!r}; allowed: {', '.join(MEASURES)}")
 
 
-class _Policy:
-    """The manifest's policy, decoded and checked."""
-
-    def __init__(self, data: Mapping[str, Any], num_exits: int) -> None:
-        if not isinstance(data, Mapping) or "thresholds" not in data:
-            raise ValueError(f"a policy is a mapping with 'thresholds', got {data!r}")
-        self.measure = str(data.get("measure", "max_prob"))
-        if self.measure not in MEASURES:
-            raise ValueError(
-                f"unknown confidence measure {self.measure!r}; allowed: {', '.join(MEASURES)}"
-            )
-        self.thresholds = [_threshold(t) for t in data["thresholds"]]
-        if len(self.thresholds) != num_exits:
-            raise ValueError(
-                f"the policy has {len(self.thresholds)} thresholds but the model has "
-                f"{num_exits} exits"
-            )
-        raw = data.get("temperatures")
-        self.temperatures: list[float] | None = None
-        if raw is not None:
-            self.temperatures = [float(t) for t in raw]
-            if len(self.temperatures) != num_exits or not all(
-                t > 0 and math.isfinite(t) for t in self.temperatures
-            ):
-                raise ValueError(
-                    f"temperatures must be {num_exits} positive numbers, got {list(raw)!r}"
-                )
-
-
 class EarlyExitSession:
     """ONNX Runtime sessions for every stage of an exported early-exit network.
 
@@ -134,8 +100,10 @@ class EarlyExitSession:
         threads: Intra-op threads of each session; ONNX Runtime's default when omitted.
 
     Raises:
-        FileNotFoundError: No manifest or stage file.
-        ValueError: A manifest of a newer format, or without a policy when none is given.
+        FileNotFoundError: No folder, or a file it lists is missing.
+        ExportError: An altered, linked or foreign file, a malformed manifest (or one of a
+            newer format), or a stage that does not match it.
+        ValueError: No policy in the manifest and none given, or one that does not fit.
     """
 
     def __init__(
@@ -146,54 +114,41 @@ class EarlyExitSession:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         threads: int | None = None,
     ) -> None:
+        import onnxruntime as ort
+
         self.directory = os.fspath(directory)
-        path = os.path.join(self.directory, MANIFEST)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no {MANIFEST} in {self.directory!r}")
-        with open(path, encoding="utf-8") as stream:
-            self.manifest: dict[str, Any] = json.load(stream)
-        version = self.manifest.get("format_version")
-        if not isinstance(version, int) or version > SUPPORTED_FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has format version {version!r}; this session reads up to "
-                f"{SUPPORTED_FORMAT_VERSION}: use the early_exit_session.py exported with it"
-            )
-        exits = self.manifest["exits"]
-        self.num_exits = len(exits)
+        self.manifest, stages = read_export(self.directory)
+        self.num_exits = int(self.manifest["num_exits"])
+        self.input_shape = tuple(int(v) for v in self.manifest["input"]["shape"][1:])
         chosen = policy if policy is not None else self.manifest.get("policy")
         if chosen is None:
             raise ValueError(
                 "the manifest holds no policy; pass one, e.g. "
                 "policy={'measure': 'max_prob', 'thresholds': [...]}"
             )
-        self._policy = _Policy(chosen, self.num_exits)
+        self._policy = parse_policy(
+            chosen, self.num_exits, self.manifest["num_classes"], self.input_shape[1:]
+        )
         options = ort.SessionOptions()
         if threads is not None:
             options.intra_op_num_threads = int(threads)
         self._sessions = []
         self._input_names: list[list[str]] = []
-        for entry in exits:
-            file = os.path.join(self.directory, entry["file"])
-            if not os.path.isfile(file):
-                raise FileNotFoundError(f"stage file {file!r} is missing")
-            session = ort.InferenceSession(file, sess_options=options, providers=list(providers))
-            self._sessions.append(session)
+        for k, payload in enumerate(stages):
+            session = ort.InferenceSession(payload, sess_options=options, providers=list(providers))
             # A stage may not read every state tensor; feed only what its graph takes.
-            self._input_names.append([i.name for i in session.get_inputs()])
-        self._outputs = [list(entry["outputs"]) for entry in exits]
-        self._inputs = [list(entry["inputs"]) for entry in exits]
+            self._input_names.append(check_stage(session, k, self.manifest))
+            self._sessions.append(session)
+        self._outputs = [list(entry["outputs"]) for entry in self.manifest["exits"]]
+        self._inputs = [list(entry["inputs"]) for entry in self.manifest["exits"]]
         self._costs = np.asarray(self.manifest["costs"]["macs"], dtype=np.float64)
-        self.input_shape = tuple(int(v) for v in self.manifest["input"]["shape"][1:])
 
     @property
     def policy(self) -> dict[str, Any]:
         """The policy in use, as a mapping."""
-        data: dict[str, Any] = {
-            "measure": self._policy.measure,
-            "thresholds": list(self._policy.thresholds),
-        }
-        if self._policy.temperatures is not None:
-            data["temperatures"] = list(self._policy.temperatures)
+        data = {"measure": self._policy["measure"], "thresholds": list(self._policy["thresholds"])}
+        if self._policy["temperatures"] is not None:
+            data["temperatures"] = list(self._policy["temperatures"])
         return data
 
     def _stage(self, k: int, values: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -204,11 +159,27 @@ class EarlyExitSession:
         )
         return outputs
 
+    def _images(self, images: Any) -> np.ndarray:
+        x = np.asarray(images)
+        if x.dtype.kind != "f":
+            # uint8 pixels are not normalised images, and a cast would silently change which
+            # exit each sample takes; integers, bools and complex numbers are refused alike.
+            raise TypeError(
+                f"expected floating-point images normalised as in training, got dtype {x.dtype}"
+            )
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape or x.shape[0] == 0:
+            raise ValueError(
+                f"expected a non-empty batch [N, {', '.join(map(str, self.input_shape))}]"
+                f", got shape {tuple(x.shape)}"
+            )
+        return np.ascontiguousarray(x, dtype=np.float32)
+
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Classify ``images`` with real early exit.
 
         Args:
-            images: float32 ``[N, C, H, W]``, already normalised as in training.
+            images: Floating-point ``[N, C, H, W]`` (float16, float32 or float64; run in
+                float32), already normalised as in training.
 
         Returns:
             ``logits`` (float32 ``[N, classes]``, from the exit each sample left at),
@@ -216,41 +187,33 @@ class EarlyExitSession:
             each sample paid), in input order.
 
         Raises:
+            TypeError: Images that are not floating point (uint8, integers, bool, complex).
             ValueError: Not a non-empty batch of the exported image shape.
         """
-        x = np.asarray(images)
-        if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape or x.shape[0] == 0:
-            raise ValueError(
-                f"expected a non-empty float32 batch [N, {', '.join(map(str, self.input_shape))}]"
-                f", got shape {tuple(x.shape)}"
-            )
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = self._images(images)
         n = x.shape[0]
         policy = self._policy
+        temperatures, thresholds = policy["temperatures"], policy["thresholds"]
         remaining = np.arange(n)
         exit_index = np.full(n, self.num_exits - 1, dtype=np.int64)
-        logits_out: np.ndarray | None = None
+        logits_out = np.empty((n, int(self.manifest["num_classes"])), dtype=np.float32)
         values: list[np.ndarray] = [x]
         previous = np.full(n, -1, dtype=np.int64)
         streak = np.zeros(n, dtype=np.int64)
         for k in range(self.num_exits):
             logits, *state = self._stage(k, values)
-            if logits_out is None:
-                logits_out = np.empty((n, logits.shape[1]), dtype=logits.dtype)
             if k == self.num_exits - 1:
                 logits_out[remaining] = logits
                 break
-            scaled = logits
-            if policy.temperatures is not None:
-                scaled = logits.astype(np.float64) / policy.temperatures[k]
-            if policy.measure == "patience":
+            scaled = logits if temperatures is None else logits.astype(np.float64) / temperatures[k]
+            if policy["measure"] == "patience":
                 prediction = scaled.argmax(axis=1)
                 streak = np.where(prediction == previous, streak + 1, 1)
                 previous = prediction
                 score = streak.astype(np.float64)
             else:
-                score = confidence(scaled, policy.measure)
-            leaving = score >= policy.thresholds[k]
+                score = confidence(scaled, policy["measure"])
+            leaving = score >= thresholds[k]
             gone = np.flatnonzero(leaving)
             logits_out[remaining[gone]] = logits[gone]
             exit_index[remaining[gone]] = k
@@ -261,5 +224,4 @@ class EarlyExitSession:
                 state = [np.ascontiguousarray(s[kept]) for s in state]
                 remaining, previous, streak = remaining[kept], previous[kept], streak[kept]
             values = state
-        assert logits_out is not None
         return {"logits": logits_out, "exit_index": exit_index, "cost": self._costs[exit_index]}

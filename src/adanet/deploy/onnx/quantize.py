@@ -26,7 +26,6 @@ Needs the ``onnx`` extra (onnx and onnxruntime), imported when called.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -37,14 +36,11 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from adanet._atomic import write_bytes_atomic
 from adanet.models.walk import ExitWalk
 
 __all__ = ["calibration_images", "pass_state_quantized", "quantize_onnx"]
 
 _HINT = "pip install 'adanet-torch[onnx]'"
-_MANIFEST = "manifest.json"
-_SESSION_FILE = "early_exit_session.py"
 _ACTIVATIONS = ("uint8", "int8")
 
 Activations = Literal["uint8", "int8"]
@@ -66,7 +62,8 @@ def calibration_images(
     Raises:
         TypeError: ``batches`` is not iterable (or is a single tensor), or an item is not a
             floating-point tensor.
-        ValueError: No images, or a batch of another rank, channel count or image size.
+        ValueError: No images, a batch of another rank, channel count or image size, or one
+            holding NaN or infinite values (the quantizer's ranges would be meaningless).
     """
     if isinstance(batches, Tensor):
         raise TypeError(
@@ -105,7 +102,13 @@ def calibration_images(
                 f"{size[0]}x{size[1]}: every batch must have the size the model will see"
             )
         if batch.shape[0]:
-            out.append(batch.detach().to("cpu", torch.float32).contiguous())
+            images = batch.detach().to("cpu", torch.float32).contiguous()
+            if not bool(torch.isfinite(images).all()):
+                raise ValueError(
+                    f"calibration batch {i} holds NaN or infinite values; int8 ranges are "
+                    "calibrated from the images' values, so every value must be finite"
+                )
+            out.append(images)
     if not out:
         raise ValueError("calibration_batches holds no images; pass a few hundred training images")
     return out
@@ -185,52 +188,31 @@ def quantize_onnx(
             unknown ``activations``, or ``to_directory`` equal to ``directory``.
     """
 
+    from adanet.deploy.onnx.export_format import read_export
+    from adanet.deploy.onnx.exporter import write_export
+
     source, target = Path(directory), Path(to_directory)
     if activations not in _ACTIVATIONS:
         raise ValueError(f"activations must be one of {_ACTIVATIONS}, got {activations!r}")
-    manifest_path = source / _MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"no {_MANIFEST} in {str(source)!r}: not an export_onnx directory")
-    if target.resolve() == source.resolve():
+    if not source.is_dir():
+        raise FileNotFoundError(f"no export folder at {str(source)!r}")
+    if os.path.realpath(target) == os.path.realpath(source):
         raise ValueError(f"to_directory must differ from directory, got {str(target)!r} for both")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest, stage_bytes = read_export(source)
     shape = [int(v) for v in manifest["input"]["shape"][1:]]
     images = calibration_images(calibration_batches, shape[0], (shape[1], shape[2]))
-    quantization = _require_quantization()
+    _require_quantization()
     import onnx
 
     feeds = _collect_feeds(source, images, threads)
-
-    qtype = quantization.QuantType
-    activation_type = qtype.QUInt8 if activations == "uint8" else qtype.QInt8
-    target.mkdir(parents=True, exist_ok=True)
-    hint = _PreprocessingHint()
-    logging.getLogger().addFilter(hint)
-    try:
-        with tempfile.TemporaryDirectory(prefix="adanet-int8-") as scratch:
-            for k, entry in enumerate(manifest["exits"]):
-                quantization.quantize_static(
-                    str(source / entry["file"]),
-                    str(Path(scratch) / entry["file"]),
-                    _calibration_reader(iter(feeds[k]), quantization.CalibrationDataReader),
-                    quant_format=quantization.QuantFormat.QDQ,
-                    per_channel=True,
-                    reduce_range=reduce_range,
-                    activation_type=activation_type,
-                    weight_type=qtype.QInt8,
-                    calibrate_method=quantization.CalibrationMethod.MinMax,
-                )
-            protos = [onnx.load(str(Path(scratch) / e["file"])) for e in manifest["exits"]]
-    finally:
-        logging.getLogger().removeFilter(hint)
+    protos = _quantize_stages(stage_bytes, feeds, activations, reduce_range)
     passed = pass_state_quantized(protos) if uint8_state and activations == "uint8" else []
     for k, names in enumerate(passed):
         for entry in manifest["state"][k]:
             if entry["name"] in names:
                 entry["dtype"] = "uint8"
-    for entry, proto in zip(manifest["exits"], protos, strict=True):
+    for proto in protos:
         onnx.checker.check_model(proto)
-        write_bytes_atomic(target / entry["file"], proto.SerializeToString())
     manifest["quantization"] = {
         "method": "onnxruntime.quantization.quantize_static",
         "format": "QDQ",
@@ -240,9 +222,45 @@ def quantize_onnx(
         "uint8_state": [list(names) for names in passed],
         "calibration_images": sum(int(batch.shape[0]) for batch in images),
     }
-    write_bytes_atomic(target / _MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-    write_bytes_atomic(target / _SESSION_FILE, (source / _SESSION_FILE).read_bytes())
-    return target
+    return write_export(target, manifest, [proto.SerializeToString() for proto in protos])
+
+
+def _quantize_stages(
+    stage_bytes: list[bytes],
+    feeds: list[list[dict[str, Any]]],
+    activations: Activations,
+    reduce_range: bool,
+) -> list[Any]:
+    """Every float stage quantized by ONNX Runtime's static quantizer, calibrated on the inputs
+    it receives (``feeds``); returns the int8 ModelProtos."""
+    quantization = _require_quantization()
+    import onnx
+
+    qtype = quantization.QuantType
+    hint = _PreprocessingHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        with tempfile.TemporaryDirectory(prefix="adanet-int8-") as scratch:
+            protos = []
+            for k, payload in enumerate(stage_bytes):
+                # Quantized from the checked bytes, not from the folder, which could change.
+                float_path, int8_path = Path(scratch) / f"{k}.onnx", Path(scratch) / f"{k}.q.onnx"
+                float_path.write_bytes(payload)
+                quantization.quantize_static(
+                    str(float_path),
+                    str(int8_path),
+                    _calibration_reader(iter(feeds[k]), quantization.CalibrationDataReader),
+                    quant_format=quantization.QuantFormat.QDQ,
+                    per_channel=True,
+                    reduce_range=reduce_range,
+                    activation_type=qtype.QUInt8 if activations == "uint8" else qtype.QInt8,
+                    weight_type=qtype.QInt8,
+                    calibrate_method=quantization.CalibrationMethod.MinMax,
+                )
+                protos.append(onnx.load(str(int8_path)))
+    finally:
+        logging.getLogger().removeFilter(hint)
+    return protos
 
 
 def _calibration_reader(items: Iterator[dict[str, Any]], base: type) -> Any:

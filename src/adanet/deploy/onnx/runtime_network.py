@@ -20,7 +20,6 @@ It needs onnxruntime (the ``onnx`` extra), imported when a network is built.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +32,6 @@ from adanet.deploy.stage_network import StageNetwork
 
 __all__ = ["OnnxRuntimeNetwork"]
 
-_MANIFEST = "manifest.json"
 _HINT = "pip install 'adanet-torch[onnx]'"
 
 
@@ -85,9 +83,16 @@ class OnnxRuntimeNetwork(StageNetwork):
         spin: Let idle ONNX Runtime threads spin (faster on an idle machine, much slower on a
             busy one).
 
+    The folder is checked first, by the same code the copied runner uses
+    (:func:`adanet.deploy.onnx.export_format.read_export`): every file against
+    ``checksums.json``, read once by a plain name and never through a symbolic link, the
+    manifest field by field, and each stage's graph against the manifest.
+
     Raises:
         ImportError: Without onnxruntime.
-        FileNotFoundError: No manifest or stage file.
+        FileNotFoundError: No folder, or a file it lists is missing.
+        ExportError: An altered, linked or foreign file, a malformed manifest, or a stage that
+            does not match it (a ``ValueError``).
 
     Attributes:
         directory: Where the stages were loaded from (the files may be gone: the sessions hold
@@ -100,33 +105,28 @@ class OnnxRuntimeNetwork(StageNetwork):
         self, directory: str | os.PathLike[str], *, threads: int | None = None, spin: bool = False
     ) -> None:
         ort = _import_onnxruntime()
-        directory = Path(directory)
-        path = directory / _MANIFEST
-        if not path.is_file():
-            raise FileNotFoundError(f"no {_MANIFEST} in {str(directory)!r}")
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        entries = manifest["exits"]
-        super().__init__(len(entries), manifest["input"]["shape"][1:])
-        self.directory = directory
+        from adanet.deploy.onnx.export_format import check_stage, read_export
+
+        manifest, stages = read_export(directory)
+        super().__init__(len(manifest["exits"]), manifest["input"]["shape"][1:])
+        self.directory = Path(directory)
         self.manifest = manifest
         options = session_options(threads, spin)
         self._sessions: list[Any] = []
         self._feeds: list[list[tuple[int, str]]] = []
         self._outputs: list[list[str]] = []
-        for entry in entries:
-            file = self.directory / entry["file"]
-            if not file.is_file():
-                raise FileNotFoundError(f"stage file {str(file)!r} is missing")
+        for k, (entry, payload) in enumerate(zip(manifest["exits"], stages, strict=True)):
+            # Built from the checked bytes, not from the file, which could change meanwhile.
             session = ort.InferenceSession(
-                str(file), sess_options=options, providers=["CPUExecutionProvider"]
+                payload, sess_options=options, providers=["CPUExecutionProvider"]
             )
             # A stage need not read every state tensor (ONNX drops unused inputs): feed only
             # the ones its graph takes, by their position in the state.
-            taken = {item.name for item in session.get_inputs()}
+            taken = set(check_stage(session, k, manifest))
             self._feeds.append([(i, n) for i, n in enumerate(entry["inputs"]) if n in taken])
             self._outputs.append(list(entry["outputs"]))
             self._sessions.append(session)
-        self.register_costs("actual", self.manifest["costs"]["macs"])
+        self.register_costs(manifest["costs"]["convention"], manifest["costs"]["macs"])
 
     def check_input(self, x: Any) -> None:
         """Raise a clear error unless ``x`` is a float32 CPU batch of the exported shape.
