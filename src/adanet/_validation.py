@@ -18,7 +18,7 @@ import itertools
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -26,19 +26,23 @@ from torch import Tensor
 __all__ = [
     "check_costs",
     "check_targets",
+    "is_int",
+    "is_real",
     "parse_input_size",
     "require_bool",
     "require_choice",
     "require_fraction",
+    "require_index",
     "require_int",
     "require_int_tuple",
+    "require_real",
     "require_samples",
 ]
 
 
 def require_int(name: str, value: Any, minimum: int) -> None:
     """Raise unless ``value`` is an ``int`` (not a bool) that is at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
@@ -56,7 +60,7 @@ def require_int_tuple(
     if not isinstance(value, tuple) or not value:
         raise TypeError(f"{name} must be a non-empty tuple of ints, got {value!r}")
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, int) or item < minimum:
+        if not is_int(item) or item < minimum:
             raise ValueError(f"{name} must hold ints >= {minimum}, got {value!r}")
     if length is not None and len(value) != length:
         raise ValueError(
@@ -72,7 +76,7 @@ def require_fraction(
     lo = "[" if low_inclusive else "("
     hi = "]" if high_inclusive else ")"
     allowed = f"a number in {lo}{low}, {high}{hi}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{name} must be {allowed}, got {value!r}")
     ok = math.isfinite(value)
     ok = ok and (value >= low if low_inclusive else value > low)
@@ -99,6 +103,46 @@ def require_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def is_int(value: object) -> TypeGuard[int]:
+    """Whether ``value`` is an ``int`` and not a ``bool`` (``True`` is an ``int`` in Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> TypeGuard[float]:
+    """Whether ``value`` is a real number (int, float, numpy scalar) and not a ``bool``."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def require_real(name: str, value: Any, *, finite: bool = True) -> float:
+    """``value`` as a float, if it is a real number (and finite, unless ``finite=False``).
+
+    Raises:
+        TypeError: Not a real number (bools and strings included).
+        ValueError: NaN, or infinite when ``finite``.
+    """
+    allowed = "a finite number" if finite else "a number"
+    if not is_real(value):
+        raise TypeError(f"{name} must be {allowed}, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or (finite and math.isinf(number)):
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return number
+
+
+def require_index(name: str, value: Any, length: int) -> int:
+    """``value`` as a position in ``range(-length, length)``, counted from the end if negative.
+
+    Raises:
+        TypeError: Not an int (bools included).
+        ValueError: Out of range.
+    """
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not -length <= value < length:
+        raise ValueError(f"{name} {value} is out of range for {length} entries")
+    return int(value) % length
 
 
 def require_bool(name: str, value: Any) -> None:
@@ -128,15 +172,13 @@ def parse_input_size(
             differs from ``channels``.
     """
     allowed = "an int S (square images), (H, W) or (C, H, W), with ints >= 1"
-    if isinstance(input_size, bool):
-        raise TypeError(f"{name} must be {allowed}, got {input_size!r}")
-    if isinstance(input_size, int):
+    if is_int(input_size):
         size: tuple[Any, ...] = (input_size, input_size)
     elif isinstance(input_size, (tuple, list, torch.Size)):
         size = tuple(input_size)
     else:
         raise TypeError(f"{name} must be {allowed}, got {input_size!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in size):
+    if not all(is_int(v) for v in size):
         raise TypeError(f"{name} must be {allowed}, got {input_size!r}")
     if len(size) not in (2, 3) or any(v < 1 for v in size):
         raise ValueError(f"{name} must be {allowed}, got {input_size!r}")
@@ -149,7 +191,7 @@ def parse_input_size(
 def _is_number(value: object) -> bool:
     if isinstance(value, Tensor):
         return value.numel() == 1 and not value.is_complex()
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return is_real(value)
 
 
 def check_costs(

@@ -29,6 +29,7 @@ from typing import Any
 
 from torch import nn
 
+from adanet._validation import is_int
 from adanet.blocks._common import ActivationLayer, NormLayer
 
 __all__ = [
@@ -65,7 +66,7 @@ class GroupNormFactory:
     """
 
     def __init__(self, groups: int) -> None:
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        if not is_int(groups) or groups < 1:
             raise ValueError(f"GroupNorm needs an int number of groups >= 1, got {groups!r}")
         self.groups = groups
 

@@ -16,7 +16,6 @@ validation split.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any, Generic, TypeVar, overload
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs, check_targets, require_samples
+from adanet._validation import check_costs, check_targets, is_real, require_samples
 from adanet.calibration.shares import (
     geometric_exit_fractions,
     greedy_thresholds,
@@ -145,7 +144,7 @@ def _check_ps(ps: Sequence[float] | None) -> list[float]:
     if not values:
         raise ValueError("ps must hold at least one p")
     for p in values:
-        if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        if not is_real(p):
             raise TypeError(f"every p must be a positive number, got {p!r} in {values!r}")
         if not math.isfinite(p) or p <= 0.0:
             raise ValueError(f"every p must be positive and finite, got {p!r}")

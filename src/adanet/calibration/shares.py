@@ -16,7 +16,7 @@ from typing import Final
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs, require_samples
+from adanet._validation import check_costs, is_int, is_real, require_samples
 from adanet.policies.confidence import check_measure, exit_confidences
 from adanet.policies.fields import check_temperatures, normalise_input_size
 from adanet.policies.protocol import LogitsInput, stack_logits
@@ -56,9 +56,9 @@ def geometric_exit_fractions(p: float, num_exits: int) -> list[float]:
         TypeError: If ``p`` is not a real number.
         ValueError: If ``p <= 0`` (or not finite) or ``num_exits < 1``.
     """
-    if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+    if not is_int(num_exits) or num_exits < 1:
         raise ValueError(f"num_exits must be an integer >= 1, got {num_exits!r}")
-    if isinstance(p, bool) or not isinstance(p, int | float):
+    if not is_real(p):
         raise TypeError(f"p must be a real number, got {p!r}")
     p = float(p)
     if not math.isfinite(p) or p <= 0.0:
@@ -147,7 +147,7 @@ def sort_confidence(confidence: Tensor) -> tuple[Tensor, Tensor]:
 def _check_fractions(exit_fractions: Sequence[float], num_exits: int) -> list[float]:
     if isinstance(exit_fractions, str | bytes) or not isinstance(exit_fractions, Sequence):
         raise TypeError(f"exit_fractions must be a sequence of numbers, got {exit_fractions!r}")
-    if any(isinstance(f, bool) or not isinstance(f, int | float) for f in exit_fractions):
+    if any(not is_real(f) for f in exit_fractions):
         raise TypeError(f"exit_fractions must hold numbers, got {list(exit_fractions)!r}")
     fractions = [float(f) for f in exit_fractions]
     if len(fractions) != num_exits:
@@ -242,7 +242,7 @@ def calibrate_for_cost(
     num_exits, num_samples, num_classes = stacked.shape
     require_samples(num_samples, "logits")
     cost_values = check_costs(costs, num_exits)
-    if isinstance(target_mean_cost, bool) or not isinstance(target_mean_cost, int | float):
+    if not is_real(target_mean_cost):
         raise TypeError(f"target_mean_cost must be a number, got {target_mean_cost!r}")
     target = float(target_mean_cost)
     if math.isnan(target) or target < cost_values[0]:

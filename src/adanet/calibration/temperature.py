@@ -16,7 +16,7 @@ from typing import Final
 import torch
 from torch import Tensor
 
-from adanet._validation import check_targets, require_samples
+from adanet._validation import check_targets, is_int, require_samples
 from adanet.policies.confidence import exit_confidences, safe_probabilities
 from adanet.policies.protocol import LogitsInput, stack_logits
 
@@ -134,7 +134,7 @@ def expected_calibration_error(
     stacked = stack_logits(logits)
     num_exits, num_samples, num_classes = stacked.shape
     labels = check_targets(targets, num_samples, num_classes).to(stacked.device)
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
+    if not is_int(num_bins) or num_bins < 1:
         raise ValueError(f"num_bins must be an int >= 1, got {num_bins!r}")
     if num_samples == 0:
         return [0.0] * num_exits

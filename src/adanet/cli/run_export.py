@@ -13,6 +13,7 @@ from torch import Tensor
 
 from adanet._atomic import TEMPORARY_NAME, replace_directory
 from adanet._safe_load import CheckpointError, read_confined, read_state_dict
+from adanet._validation import is_int
 from adanet.deploy.metadata import MAX_JSON_BYTES, bounded_build, check_state_matches, parse_json
 from adanet.deploy.model_dir import PretrainedError, save_pretrained
 from adanet.deploy.model_dir.layout import MODEL_FILES
@@ -177,11 +178,7 @@ def export_run(
             earlier export's; (``int8``) unreadable training images.
         ValueError: ``calibration_images`` below 1.
     """
-    if int8 and (
-        isinstance(calibration_images, bool)
-        or not isinstance(calibration_images, int)
-        or calibration_images < 1
-    ):
+    if int8 and (not is_int(calibration_images) or calibration_images < 1):
         raise ValueError(f"calibration_images must be an int >= 1, got {calibration_images!r}")
     save, target = Path(save_dir), Path(to_dir)
     check_export_target(save, target)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from adanet._device import module_device
+from adanet._validation import parse_input_size
 from adanet.blocks.dense_buffers import plain_dense_blocks
 from adanet.costs.reference_rules import kernel_area, reference_cost_rule
 from adanet.models.early_exit_network import EarlyExitNetwork
@@ -56,27 +57,6 @@ class ExitCost:
     exit: int
     macs: float
     params: int
-
-
-def _input_shape(model: EarlyExitNetwork, input_size: Any) -> tuple[int, ...]:
-    allowed = "an int S (square images), (H, W) or (C, H, W), with ints >= 1"
-    if isinstance(input_size, bool):
-        raise TypeError(f"input_size must be {allowed}, got {input_size!r}")
-    if isinstance(input_size, int):
-        size: tuple[Any, ...] = (model.in_channels, input_size, input_size)
-    elif isinstance(input_size, (tuple, list, torch.Size)):
-        size = tuple(input_size)
-        if len(size) == 2:
-            size = (model.in_channels, *size)
-        elif len(size) != 3:
-            raise ValueError(f"input_size must be {allowed}, got {input_size!r}")
-    else:
-        raise TypeError(f"input_size must be {allowed}, got {input_size!r}")
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in size):
-        raise TypeError(f"input_size must be {allowed}, got {input_size!r}")
-    if any(v < 1 for v in size):
-        raise ValueError(f"input_size must be {allowed}, got {input_size!r}")
-    return size
 
 
 def _first_shape(shape: Any) -> Any:
@@ -203,7 +183,7 @@ def measure_exit_costs(
         )
     if not isinstance(convention, str) or convention not in ("actual", "reference"):
         raise ValueError(f"convention must be 'actual' or 'reference', got {convention!r}")
-    shape = _input_shape(model, input_size)
+    shape = parse_input_size(input_size, model.in_channels)
     # The zero image takes the model's dtype: a half or bfloat16 model is measured as it is
     # (operation counts do not depend on the dtype).
     weight = next((p for p in model.parameters() if p.is_floating_point()), None)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as module_hooks
 
-from adanet._validation import check_costs
+from adanet._validation import check_costs, is_int
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.pretrained_cfg import PretrainedCfg
 from adanet.policies.patience import PatienceExitPolicy
@@ -128,7 +128,7 @@ def require_keys(
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return is_int(value)
 
 
 def check_version(value: Any, supported: int, where: str, error: ErrorFactory) -> int:

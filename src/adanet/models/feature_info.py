@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
+from adanet._validation import is_int
+
 __all__ = ["FeatureInfo"]
 
 _KEYS = ("num_chs", "reduction", "module")
@@ -53,7 +55,7 @@ class FeatureInfo:
     def _position(self, idx: object, allowed: str) -> int:
         """``idx`` if it indexes an entry; ``allowed`` says what else was expected."""
         # An exit index, as for a list: bools are refused and out-of-range is an IndexError.
-        if isinstance(idx, bool) or not isinstance(idx, int):
+        if not is_int(idx):
             raise TypeError(f"{allowed}, got {idx!r}")
         if not -len(self._entries) <= idx < len(self._entries):
             raise IndexError(f"exit index {idx} is out of range for {len(self._entries)} exits")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
 from torch import bool as torch_bool
+
+from adanet._validation import is_int, is_real
 
 __all__ = [
     "check_context",
@@ -39,7 +40,7 @@ def decode_threshold(value: Any) -> float:
             return math.inf
         if text in ("-inf", "-infinity"):
             return -math.inf
-    elif isinstance(value, int | float) and not isinstance(value, bool):
+    elif is_real(value):
         try:
             return float(value)
         except OverflowError:  # a JSON integer beyond float's range
@@ -50,7 +51,7 @@ def decode_threshold(value: Any) -> float:
 def _is_real(value: object) -> bool:
     if isinstance(value, Tensor):
         return value.numel() == 1 and not value.is_complex() and value.dtype != torch_bool
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return is_real(value)
 
 
 def float_tuple(name: str, values: Any) -> tuple[float, ...]:
@@ -104,10 +105,10 @@ def normalise_input_size(input_size: Any) -> tuple[int, int] | None:
     """``None``, ``S``, ``(H, W)`` or ``(C, H, W)`` as ``(H, W)``."""
     if input_size is None:
         return None
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
+    if is_int(input_size):
         values: tuple[int, ...] = (input_size, input_size)
     elif isinstance(input_size, Sequence) and not isinstance(input_size, str | bytes):
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in input_size):
+        if any(not is_int(v) for v in input_size):
             raise TypeError(f"input_size must hold ints, got {input_size!r}")
         if len(input_size) not in (2, 3) or min(input_size) < 1:
             raise ValueError(
@@ -125,9 +126,7 @@ def normalise_input_size(input_size: Any) -> tuple[int, int] | None:
 
 def check_context(num_classes: Any, cost_convention: Any) -> None:
     """Raises ValueError unless both are ``None`` or valid recorded values."""
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
+    if num_classes is not None and (not is_int(num_classes) or num_classes < 1):
         raise ValueError(f"num_classes must be None or an int >= 1, got {num_classes!r}")
     if cost_convention is not None and (
         not isinstance(cost_convention, str) or not cost_convention

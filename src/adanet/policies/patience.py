@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from adanet._validation import is_int, is_real
 from adanet.policies.fields import check_keys
 from adanet.policies.protocol import LogitsInput, check_batch_size, check_step_args, stack_logits
 
@@ -27,7 +28,7 @@ def _advance(logits: Tensor, prev_pred: Tensor, streak: Tensor) -> tuple[Tensor,
 
 
 def _check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return value
 
@@ -178,7 +179,7 @@ class PatienceExitPolicy:
         thresholds = d["thresholds"]
         if not isinstance(thresholds, list | tuple) or not thresholds:
             raise ValueError(f"'thresholds' must be a non-empty list, got {thresholds!r}")
-        if any(isinstance(t, bool) or not isinstance(t, int | float) for t in thresholds):
+        if any(not is_real(t) for t in thresholds):
             raise ValueError(f"'thresholds' must hold numbers, got {thresholds!r}")
         raw = d.get("patience", thresholds[0])
         if isinstance(raw, float) and raw.is_integer():

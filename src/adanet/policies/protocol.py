@@ -29,6 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from adanet._validation import is_int
+
 __all__ = [
     "ExitDecider",
     "LogitsInput",
@@ -83,7 +85,7 @@ def check_policy(policy: object, name: str = "policy") -> ExitDecider:
             + (f" lacking {missing}" if missing and policy is not None else "")
         )
     num_exits = policy.num_exits
-    if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+    if not is_int(num_exits) or num_exits < 1:
         raise TypeError(f"{name}.num_exits must be an int >= 1, got {num_exits!r}")
     return policy
 
@@ -137,7 +139,7 @@ def check_batch_size(batch_size: object) -> int:
     Raises:
         ValueError: Anything else (a bool, a float, a negative number).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+    if not is_int(batch_size) or batch_size < 0:
         raise ValueError(f"batch_size must be an int >= 0, got {batch_size!r}")
     return batch_size
 
@@ -149,7 +151,7 @@ def check_step_args(exit_index: object, logits: object, num_exits: int) -> None:
         ValueError: A non-int or out-of-range ``exit_index``, or logits that are not a
             ``[samples, classes]`` tensor.
     """
-    if isinstance(exit_index, bool) or not isinstance(exit_index, int):
+    if not is_int(exit_index):
         raise ValueError(f"exit_index must be an int, got {exit_index!r}")
     if not 0 <= exit_index < num_exits:
         raise ValueError(

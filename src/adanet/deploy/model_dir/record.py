@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adanet._validation import is_int
 from adanet.deploy.metadata import (
     CostRecord,
     bounded_build,
@@ -185,7 +186,7 @@ def check_config(
         )
     if network is None:
         network = rebuild(doc, where, meta=True)
-    if doc["num_exits"] != network.num_exits or isinstance(doc["num_exits"], bool):
+    if not is_int(doc["num_exits"]) or doc["num_exits"] != network.num_exits:
         raise PretrainedError(
             f"{where}: num_exits is {doc['num_exits']!r} but the network it describes has "
             f"{network.num_exits} exits"
