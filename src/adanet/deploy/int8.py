@@ -14,8 +14,7 @@ whose int8 convolutions run through ``torch.compile`` (Inductor), one compilatio
 batch-size bucket, a real cost on a small CPU (not measured here). ONNX Runtime quantizes a
 stage in seconds and needs no compilation; its sessions also carry far less per-operator
 overhead than eager PyTorch, which dominates for the small convolutions of early-exit networks
-(measured on 2 AVX2 cores, the digits model's six fp32 stages ran one image in about 3 ms under
-ONNX Runtime against about 29 ms for the eager optimized model). The stages are the very files
+(figures in ``docs/benchmarks.md``). The stages are the very files
 :func:`adanet.export_onnx` writes, so the int8 model also ships to a device without PyTorch
 (``adanet export --int8``).
 """

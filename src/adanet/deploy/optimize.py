@@ -56,24 +56,23 @@ def optimize_for_inference(
     the folded model really does less). The original model is not modified.
 
     With dense buffers, dense blocks write their features into one preallocated buffer per
-    block instead of concatenating them layer by layer (see :mod:`adanet.blocks.dense_buffers`); the
-    blocks' features then travel as :class:`~adanet.blocks.dense_buffers.PrefixFeatures`, and early
-    exit's compaction selects the rows of each buffer once.
+    block instead of concatenating them layer by layer (see
+    :mod:`adanet.blocks.dense_buffers`); the blocks' features then travel as
+    :class:`~adanet.blocks.dense_buffers.PrefixFeatures`, and early exit's compaction selects
+    the rows of each buffer once.
 
     Args:
         model: The trained network.
         memory_format: Memory format of the conv weights. Channels-last (the default) is
-            what makes the copy fast: measured on a 2-core CPU for the RANet CIFAR-10
-            configuration, folding alone gains nothing and channels-last alone loses 8%
-            (its BatchNorms are slower), together they run 1.7–2x faster.
+            what makes the copy fast: folding alone gains little and channels-last alone
+            slows the BatchNorms, together they are faster (``docs/benchmarks.md``).
         dense_buffers: ``True``: RANet's and MSDNet's dense blocks write into preallocated
             buffers (no ``torch.cat`` copies of the growing feature maps). ``False``: every
             block runs its own ``forward``. ``None`` (the default): RANet's blocks only,
-            because that is where buffers measured faster: on a 2-core AVX2 CPU, batch 64,
-            paired runs gave RANet CIFAR-10 1.24x the concatenating copy but MSDNet CIFAR-10
-            0.86x (its wider 1×1 convolutions run slower as the in-place matrix product
-            than as oneDNN convolutions on a contiguous copy, which outweighs the copies
-            saved). See ``benchmarks/bench_speed.py``.
+            because that is where buffers measured faster; MSDNet's wider 1×1 convolutions
+            run slower as the in-place matrix product than as oneDNN convolutions on a
+            contiguous copy, which outweighs the copies saved (``benchmarks/bench_speed.py``,
+            figures in ``docs/benchmarks.md``).
 
     Returns:
         The optimized copy.

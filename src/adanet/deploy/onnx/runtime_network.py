@@ -49,8 +49,8 @@ def session_options(threads: int | None, spin: bool) -> Any:
     """ONNX Runtime session options: ``threads`` intra-op threads (torch's count by default),
     one inter-op thread, and idle threads that sleep unless ``spin``.
 
-    Spinning threads fight the working ones on a busy machine: measured on 2 shared cores for
-    the digits model at batch 64, sessions that spin ran 4-7x slower than sessions that sleep.
+    Spinning threads fight the working ones on a busy machine, where sessions that spin ran
+    several times slower than sessions that sleep (``docs/benchmarks.md``).
     """
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
