@@ -71,7 +71,8 @@ class ThresholdFamily:
             confidence: ``[exits, N]`` calibration confidences (``-inf`` for NaN rows).
             disagree: ``[exits, N]`` from :func:`disagreements`.
             costs: Cumulative cost of each exit.
-            size: Members of the family (ratios ``p``); at least 2.
+            size: Ratios ``p`` of the family (it also holds its two ends: everybody at the
+                first exit, everybody at the last); at least 2.
         """
         num_exits, n = confidence.shape
         presorted = sort_confidence(confidence)
@@ -80,15 +81,26 @@ class ThresholdFamily:
         members: list[tuple[float, ...]] = []
         mean_cost: list[float] = []
         drop: list[float] = []
+        rows = torch.arange(n)
+
+        def add(thresholds: tuple[float, ...]) -> None:
+            policy = EarlyExitPolicy([*thresholds, -math.inf])
+            exits = policy.exits_from_confidence(confidence).cpu()
+            members.append(thresholds)
+            mean_cost.append(float(cost_table[exits].mean()))
+            drop.append(float(disagree.cpu()[exits, rows].mean()))
+
+        # The ends are everybody at the first exit (any confidence, NaN aside) and everybody at
+        # the last, so the command can reach any cost between costs[0] and costs[-1] even on
+        # images less confident than every calibration image.
+        add((0.0,) + (CEILING,) * (num_exits - 2))
         for j in range(size):
             p = math.exp(low + (high - low) * j / (size - 1))
             counts = [math.floor(n * f) for f in geometric_exit_fractions(p, num_exits)]
             raw = greedy_thresholds(confidence, counts, presorted=presorted)[:-1]
-            bounded = tuple(min(max(t, 0.0), CEILING) for t in raw)
-            exits = EarlyExitPolicy([*bounded, -math.inf]).exits_from_confidence(confidence).cpu()
-            members.append(bounded)
-            mean_cost.append(float(cost_table[exits].mean()))
-            drop.append(float(disagree.cpu()[exits, torch.arange(n)].mean()))
+            add(tuple(min(max(t, 0.0), CEILING) for t in raw))
+        add((CEILING,) * (num_exits - 1))
+        size += 2
         # Sampling noise and ties can make neighbours out of order by a hair; the axes the
         # controller inverts must be monotone.
         for j in range(1, size):
