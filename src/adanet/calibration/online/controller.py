@@ -40,8 +40,9 @@ import torch
 from torch import Tensor
 
 from adanet._validation import check_costs, require_int
-from adanet.calibration.online.audit import AuditLedger, AuditRecord, audit_mask
+from adanet.calibration.online.audit import AuditRecord, audit_mask
 from adanet.calibration.online.family import DisagreementMap, ThresholdFamily, disagreements
+from adanet.calibration.online.learner import Learner
 from adanet.calibration.online.state import ControllerConfig, check_result, from_dict_parts
 from adanet.policies.confidence import check_measure, exit_confidences
 from adanet.policies.fields import check_temperatures, normalise_input_size
@@ -51,9 +52,6 @@ from adanet.policies.threshold import EarlyExitPolicy
 __all__ = ["OnlineController"]
 
 _FORMAT: Final[str] = "adanet-online-controller"
-# In accuracy mode one move changes the command by at most this factor to the power gain, and
-# the command never goes below ``eps`` times it.
-_DROP_FLOOR: Final[float] = 1.0 / 16.0
 
 
 class OnlineController:
@@ -141,17 +139,8 @@ class OnlineController:
         self._config = config
         self._family = family
         self._map = drop_map
-        low, high = family.bounds(config.axis)
-        state = state or {}
-        self._command = float(state.get("command", min(max(config.target, low), high)))
-        self._pending_sum = float(state.get("pending_sum", 0.0))
-        self._pending_count = int(state.get("pending_count", 0))
-        self._seen = int(state.get("seen", 0))
-        self._cost_sum = float(state.get("cost_sum", 0.0))
-        self._ledger = AuditLedger(**dict(state.get("ledger", {})))
+        self._learner = Learner(config, family, drop_map, state)
         self._record: AuditRecord | None = None
-        self._cost_table = torch.tensor(config.costs, dtype=torch.float64)
-        self._thresholds = family.at(config.axis, self._command)
 
     # ------------------------------------------------------------------ properties
 
@@ -181,39 +170,55 @@ class OnlineController:
         return "cost" if self._config.axis == "cost" else "accuracy"
 
     @property
+    def target(self) -> float:
+        """The mean cost (cost mode) or disagreement ``eps`` (accuracy mode) held."""
+        return self._config.target
+
+    @property
+    def audit_share(self) -> float:
+        """Share of the images audited."""
+        return self._config.audit_share
+
+    @property
+    def seed(self) -> int:
+        """Offset of the audit sequence."""
+        return self._config.seed
+
+    @property
     def thresholds(self) -> tuple[float, ...]:
         """The thresholds the next batch is decided with (the last exit's is ``-inf``)."""
-        return self._thresholds
+        return self._learner.thresholds
 
     @property
     def command(self) -> float:
         """The calibration cost (cost mode) or disagreement (accuracy mode) steered to."""
-        return self._command
+        return self._learner.command
 
     @property
     def images_seen(self) -> int:
         """Images observed so far."""
-        return self._seen
+        return self._learner.seen
 
     def stats(self) -> dict[str, float]:
         """What the controller has seen: images, mean cost, audits and the map's correction."""
-        ledger = self._ledger
+        learner = self._learner
+        ledger = learner.ledger
         return {
-            "images": float(self._seen),
-            "mean_cost": self._cost_sum / self._seen if self._seen else math.nan,
+            "images": float(learner.seen),
+            "mean_cost": learner.cost_sum / learner.seen if learner.seen else math.nan,
             "audits": float(ledger.audits),
             "audit_disagreement": ledger.disagreements / ledger.audits
             if ledger.audits
             else math.nan,
             "map_ratio": ledger.ratio,
-            "command": self._command,
+            "command": learner.command,
         }
 
     def policy(self) -> EarlyExitPolicy:
         """The current thresholds as a static policy (without audits)."""
         cfg = self._config
         return EarlyExitPolicy(
-            self._thresholds,
+            self._learner.thresholds,
             cfg.measure,
             temperatures=cfg.temperatures,
             num_classes=cfg.num_classes,
@@ -233,8 +238,8 @@ class OnlineController:
             ValueError: A negative ``batch_size``.
         """
         check_batch_size(batch_size)
-        audit = audit_mask(self._seen, batch_size, self._config.audit_share, self._config.seed)
-        self._record = AuditRecord(start=self._seen, size=batch_size)
+        audit = self._audits(batch_size)
+        self._record = AuditRecord(start=self._learner.seen, size=batch_size)
         if not bool(audit.any()):
             return {}
         last = self.num_exits - 1
@@ -245,6 +250,11 @@ class OnlineController:
             "would_pred": torch.zeros(batch_size, dtype=torch.long, device=device),
             "would_conf": torch.zeros(batch_size, dtype=torch.float64, device=device),
         }
+
+    def _audits(self, batch_size: int) -> Tensor:
+        """Which images of the next batch of ``batch_size`` are audited (CPU bool)."""
+        cfg = self._config
+        return audit_mask(self._learner.seen, batch_size, cfg.audit_share, cfg.seed)
 
     def _confidence(self, exit_index: int, logits: Tensor) -> Tensor:
         temperatures = self._config.temperatures
@@ -266,7 +276,7 @@ class OnlineController:
             return torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device), dict(state)
         with torch.no_grad():
             confidence = self._confidence(exit_index, logits)
-            leave = confidence >= self._thresholds[exit_index]
+            leave = confidence >= self._learner.thresholds[exit_index]
             if "audit" not in state:
                 return leave, dict(state)
             audit = state["audit"]
@@ -310,7 +320,7 @@ class OnlineController:
             confidence = [self._confidence(k, stacked[k]) for k in range(last)]
             would = torch.full((n,), last, dtype=torch.long, device=stacked.device)
             for k in range(last - 1, -1, -1):
-                would = torch.where(confidence[k] >= self._thresholds[k], k, would)
+                would = torch.where(confidence[k] >= self._learner.thresholds[k], k, would)
             exits = would
             if state:
                 audit = state["audit"]
@@ -323,7 +333,8 @@ class OnlineController:
                 record.would_pred = stacked[would, rows].argmax(dim=1)
                 record.would_conf = torch.where(would < last, picked.double(), 0.0)
             chosen = stacked[exits, torch.arange(n, device=stacked.device)]
-        self._learn(exits, chosen)
+        self._learner.learn(exits, chosen, self._record)
+        self._record = None
         return exits
 
     # ------------------------------------------------------------------ learning
@@ -342,88 +353,15 @@ class OnlineController:
         exit_index, logits = check_result(result, self.num_exits)
         n = int(exit_index.shape[0])
         record = self._record
-        if bool(audit_mask(self._seen, n, self._config.audit_share, self._config.seed).any()) and (
-            record is None or record.start != self._seen or record.size != n
+        if bool(self._audits(n).any()) and (
+            record is None or record.start != self._learner.seen or record.size != n
         ):
             raise ValueError(
                 "observe() takes the result of early_exit(model, x, controller) for the batch "
-                f"the controller decided last ({n} images at stream position {self._seen})"
+                f"the controller decided last ({n} images at stream position {self._learner.seen})"
             )
-        self._learn(exit_index, logits)
-
-    def _learn(self, exit_index: Tensor, logits: Tensor) -> None:
-        exits = exit_index.detach().cpu().long()
-        n = int(exits.shape[0])
-        cost = self._cost_table[exits]
-        self._cost_sum += float(cost.sum())
-        audits = self._record is not None and self._record.audit is not None
-        if self._config.axis == "cost":
-            if audits:  # audits only report in cost mode
-                self._audit(exits, *self._predicted(exits, logits))
-            # Every image is charged, NaN ones included: their cost is real.
-            self._move(float(cost.sum()), n)
-        else:
-            chosen, valid, predicted = self._predicted(exits, logits)
-            if audits:
-                self._audit(exits, chosen, valid, predicted)
-            estimate = predicted[valid] * self._ledger.ratio
-            self._move(float(estimate.sum()), int(valid.sum()))
-        self._seen += n
+        self._learner.learn(exit_index, logits, record)
         self._record = None
-
-    def _predicted(self, exits: Tensor, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The chosen logits (float64, CPU), which rows are valid (not NaN), and each image's
-        chance of disagreeing with the last exit by the calibration map."""
-        chosen = logits.detach().cpu().double()
-        scaled = chosen
-        temperatures = self._config.temperatures
-        if temperatures is not None:
-            scaled = chosen / torch.tensor(temperatures, dtype=torch.float64)[exits].unsqueeze(1)
-        with torch.no_grad():
-            confidence = exit_confidences(scaled, self._config.measure)
-        valid = torch.isfinite(confidence)  # NaN logits: no prediction, nothing to learn from
-        return chosen, valid, self._map(confidence, exits)
-
-    def _audit(self, exits: Tensor, chosen: Tensor, valid: Tensor, predicted: Tensor) -> None:
-        """Books the audited images (observed against predicted disagreement) in the ledger and
-        puts their predicted disagreement at the exit they would have left at into
-        ``predicted``, in place."""
-        audited = self._record.audited() if self._record is not None else None
-        if audited is None:
-            return
-        position, would_exit, would_pred, would_conf = audited
-        last = self.num_exits - 1
-        # A per-batch budget may have forced an audited image out early: not an audit then.
-        keep = (exits[position] == last) & valid[position]
-        position, would_exit = position[keep], would_exit[keep]
-        would_pred, would_conf = would_pred[keep], would_conf[keep]
-        observed = ((would_exit < last) & (would_pred != chosen[position].argmax(dim=1))).double()
-        guess = self._map(would_conf, would_exit)
-        self._ledger.add(observed, guess)
-        predicted[position] = guess
-
-    def _move(self, total: float, count: int) -> None:
-        """Adds ``count`` images' summed cost (cost mode) or estimated disagreement (accuracy
-        mode); once ``update_every`` images are in, moves the command by integral control."""
-        self._pending_sum += total
-        self._pending_count += count
-        if self._pending_count < self._config.update_every:
-            return
-        cfg = self._config
-        mean = self._pending_sum / self._pending_count
-        low, high = self._family.bounds(cfg.axis)
-        if cfg.axis == "cost":
-            command = self._command + cfg.gain * (cfg.target - mean)
-        else:
-            # Hard images disagree several times as often as easy ones at the same thresholds,
-            # a factor on the disagreement: integrating its logarithm keeps the loop gain at
-            # ``gain`` whatever the factor. The floors bound a step and keep the log finite.
-            low = max(low, cfg.target * _DROP_FLOOR)
-            ratio = cfg.target / max(mean, cfg.target * _DROP_FLOOR)
-            command = max(self._command, low) * ratio**cfg.gain
-        self._command = min(max(command, low), high)
-        self._pending_sum, self._pending_count = 0.0, 0
-        self._thresholds = self._family.at(cfg.axis, self._command)
 
     def _check_classes(self, num_classes: int) -> None:
         if num_classes != self._config.num_classes:
@@ -441,14 +379,7 @@ class OnlineController:
             "config": self._config.to_dict(),
             "family": self._family.to_dict(),
             "map": self._map.to_dict(),
-            "state": {
-                "command": self._command,
-                "pending_sum": self._pending_sum,
-                "pending_count": self._pending_count,
-                "seen": self._seen,
-                "cost_sum": self._cost_sum,
-                "ledger": vars(self._ledger).copy(),
-            },
+            "state": self._learner.state_dict(),
         }
 
     @classmethod
@@ -469,5 +400,5 @@ class OnlineController:
         target = "target_cost" if self.mode == "cost" else "max_accuracy_drop"
         return (
             f"OnlineController({target}={self._config.target!r}, exits={self.num_exits}, "
-            f"seen={self._seen}, command={self._command:.6g})"
+            f"seen={self._learner.seen}, command={self._learner.command:.6g})"
         )
