@@ -1,7 +1,8 @@
 """Early exit on a shifting stream: static thresholds, the online controller, per-batch budgets.
 
 Measured on the trained digits-affine RANet of the demo (``--run DIR``: an ``adanet train``
-folder; ``--train`` trains the demo's model here first, about 4 minutes on 2 cores). Every
+folder such as ``runs/demo``; without it the demo's model is trained here first, with the
+demo's exact arguments, about 4 minutes on 2 cores). Every
 policy is calibrated on the validation views; the stream is made of fresh fixed views of the
 held-out test digits (``--test-views`` per digit, 24 by default: 10,776 images), put in
 alternating blocks of ``--block`` easy and hard images (split by exit 0's confidence,
@@ -52,7 +53,13 @@ from adanet.calibration import (
 )
 from adanet.calibration.online.audit import audit_mask
 from adanet.cli.stream_report import RunLogits, load_run_model, run_logits
-from adanet.measure import PerBatchBudget, StreamEvaluation, evaluate_stream, shifted_stream
+from adanet.measure import (
+    PerBatchBudget,
+    StreamEvaluation,
+    StreamOrder,
+    evaluate_stream,
+    shifted_stream,
+)
 from adanet.policies import exit_confidences
 
 
@@ -217,8 +224,9 @@ def overhead(
     for start in range(0, count, batch):
         x = images[start : start + batch]
         static = controller.policy()  # the thresholds this batch is decided with
-        audit = audit_mask(controller.images_seen, x.shape[0], controller.audit_share,
-                           controller.seed)  # fmt: skip
+        audit = audit_mask(
+            controller.images_seen, x.shape[0], controller.audit_share, controller.seed
+        )
         saved = controller.to_dict()
         best = dict.fromkeys(totals, math.inf)
         for _ in range(repeats):
@@ -240,10 +248,88 @@ def overhead(
     return {name: value / totals["static"] for name, value in totals.items()}
 
 
+def cost_mode(args: argparse.Namespace, logits: RunLogits, order: StreamOrder) -> None:
+    """Static thresholds, the controller at batch 1 and 32 and a per-batch budget."""
+    stream, targets = logits.test[:, order.index], logits.test_targets[order.index]
+    costs, cal = logits.costs, logits.calibration
+    target = args.target_share * costs[-1]
+    static = calibrate_for_cost(cal, costs, target)
+    methods: dict[str, tuple[Any, int]] = {
+        "static thresholds (batch 32)": (static, 32),
+        "online controller (batch 1)": (OnlineController(cal, costs, target_cost=target), 1),
+        "online controller (batch 32)": (OnlineController(cal, costs, target_cost=target), 32),
+        "per-batch budget (batch 32)": (PerBatchBudget(static, target), 32),
+    }
+    runs = {
+        name: evaluate_stream(
+            stream,
+            costs,
+            {name: method},
+            targets=targets,
+            batch_size=batch,
+            window=args.window,
+            switches=order.switches,
+            target_cost=target,
+        ).runs[name]
+        for name, (method, batch) in methods.items()
+    }
+    merged = StreamEvaluation(runs, 32, args.window, order.switches, math.nan)
+    report_cost(merged, target, logits, stream, targets)
+
+
+def accuracy_mode(args: argparse.Namespace, logits: RunLogits, order: StreamOrder) -> None:
+    """Static thresholds for the same drop (label-free and with labels) and the controller."""
+    stream, targets = logits.test[:, order.index], logits.test_targets[order.index]
+    costs, cal, eps = logits.costs, logits.calibration, args.eps
+    naive = calibrate_risk(
+        cal, None, max_accuracy_drop=eps, against="last_exit", method="naive", costs=costs
+    )
+    ltt = calibrate_risk(cal, logits.calibration_targets, max_accuracy_drop=eps, costs=costs)
+    methods: dict[str, tuple[Any, int]] = {
+        "static, naive (last exit)": (naive, 32),
+        "static, ltt (labels)": (ltt, 32),
+    }
+    for batch in (1, 32):
+        controller = OnlineController(cal, costs, max_accuracy_drop=eps, audit_share=args.audit)
+        methods[f"online controller (batch {batch})"] = (controller, batch)
+    runs = {
+        name: evaluate_stream(
+            stream,
+            costs,
+            {name: method},
+            targets=targets,
+            batch_size=batch,
+            window=args.window,
+            switches=order.switches,
+        ).runs[name]
+        for name, (method, batch) in methods.items()
+    }
+    merged = StreamEvaluation(runs, 32, args.window, order.switches, math.nan)
+    report_drop(merged, eps, costs[-1])
+
+
+def overheads(
+    args: argparse.Namespace, model: Any, images: torch.Tensor, logits: RunLogits
+) -> None:
+    print(
+        "\nOverhead: time of early_exit deciding the same batches, over the static policy with "
+        f"the same thresholds (fastest of {args.repeats} per batch)"
+    )
+    target = args.target_share * logits.costs[-1]
+    for label, settings in (
+        ("cost mode", {"target_cost": target}),
+        ("accuracy mode", {"max_accuracy_drop": args.eps, "audit_share": args.audit}),
+    ):
+        for batch in (1, 32):
+            count = args.overhead_images if batch > 1 else args.overhead_images // 4
+            ratios = overhead(model, images, logits, settings, batch, args.repeats, count)
+            shown = ", ".join(f"{name} {value:.3f}x" for name, value in ratios.items())
+            print(f"  {label}, batch {batch} ({count} images): {shown}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="an adanet train folder of the demo model")
-    parser.add_argument("--train", action="store_true", help="train the demo model here first")
     parser.add_argument("--test-views", type=int, default=24)
     parser.add_argument("--block", type=int, default=1000)
     parser.add_argument("--blocks", type=int, default=10)
@@ -253,16 +339,16 @@ def main() -> None:
     parser.add_argument("--audit", type=float, default=0.05)
     parser.add_argument("--budget-batches", type=int, default=200)
     parser.add_argument("--overhead-images", type=int, default=2048)
+    parser.add_argument("--parts", default="cost,accuracy,budget,overhead")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     torch.set_num_threads(args.threads)
     print(cpu_description(), f"| {args.threads} threads")
     with tempfile.TemporaryDirectory() as scratch:
         run = args.run
-        if run is None:
-            if not args.train:
-                raise SystemExit("give --run DIR (e.g. runs/demo after make demo) or --train")
+        if run is None:  # no run folder: train the demo's model here (about 4 minutes)
             run = train_demo_model(Path(scratch) / "demo")
         started = time.perf_counter()
         logits = run_logits(run, test_views=args.test_views)
@@ -275,90 +361,16 @@ def main() -> None:
             block_size=args.block,
             num_blocks=args.blocks,
         )
-        stream, targets = logits.test[:, order.index], logits.test_targets[order.index]
-        costs, cal = logits.costs, logits.calibration
-        target = args.target_share * costs[-1]
-        common: dict[str, Any] = {
-            "targets": targets,
-            "window": args.window,
-            "switches": order.switches,
-        }
-        static = calibrate_for_cost(cal, costs, target)
-        cost_runs: dict[str, Any] = {"static thresholds (batch 32)": static}
-        for batch in (1, 32):
-            controller = OnlineController(cal, costs, target_cost=target)
-            cost_runs[f"online controller (batch {batch})"] = controller
-        cost_runs["per-batch budget (batch 32)"] = PerBatchBudget(static, target)
-        evaluations = {}
-        for name, method in cost_runs.items():
-            batch = 1 if "batch 1)" in name else 32
-            evaluations[name] = evaluate_stream(
-                stream, costs, {name: method}, batch_size=batch, target_cost=target, **common
-            )
-        merged = StreamEvaluation(
-            {n: e.runs[n] for n, e in evaluations.items()},
-            32,
-            args.window,
-            order.switches,
-            math.nan,
-        )
-        report_cost(merged, target, logits, stream, targets)
-        drop_runs: dict[str, Any] = {
-            "static, naive (last exit)": calibrate_risk(
-                cal,
-                None,
-                max_accuracy_drop=args.eps,
-                against="last_exit",
-                method="naive",
-                costs=costs,
-            ),
-            "static, ltt (labels)": calibrate_risk(
-                cal, logits.calibration_targets, max_accuracy_drop=args.eps, costs=costs
-            ),
-        }
-        for batch in (1, 32):
-            drop_runs[f"online controller (batch {batch})"] = OnlineController(
-                cal, costs, max_accuracy_drop=args.eps, audit_share=args.audit
-            )
-        drop_evals = {}
-        for name, method in drop_runs.items():
-            batch = 1 if "batch 1)" in name else 32
-            drop_evals[name] = evaluate_stream(
-                stream, costs, {name: method}, batch_size=batch, **common
-            )
-        report_drop(
-            StreamEvaluation(
-                {n: e.runs[n] for n, e in drop_evals.items()},
-                32,
-                args.window,
-                order.switches,
-                math.nan,
-            ),
-            args.eps,
-            costs[-1],
-        )
+        if "cost" in parts:
+            cost_mode(args, logits, order)
+        if "accuracy" in parts:
+            accuracy_mode(args, logits, order)
         model = load_run_model(run)
         images = _stream_images(run, args.test_views, order.index)
-        hard_budgets(model, images, logits, args.budget_batches)
-        print(
-            f"\nOverhead: early_exit with the controller + observe over the same thresholds as "
-            f"a static policy, {args.overhead_images} stream images, median of {args.repeats}"
-        )
-        for label, settings in (
-            ("cost mode", {"target_cost": target}),
-            (
-                "accuracy mode (5% audits run to the last exit)",
-                {"max_accuracy_drop": args.eps, "audit_share": args.audit},
-            ),
-        ):
-            for batch in (1, 32):
-                count = args.overhead_images if batch > 1 else args.overhead_images // 4
-                median, ratios = overhead(
-                    model, images, logits, settings, batch, args.repeats, count
-                )
-                print(
-                    f"  {label}, batch {batch}: {median:.3f}x [{min(ratios):.3f}-{max(ratios):.3f}]"
-                )
+        if "budget" in parts:
+            hard_budgets(model, images, logits, args.budget_batches)
+        if "overhead" in parts:
+            overheads(args, model, images, logits)
 
 
 def _stream_images(run: Path, test_views: int, index: torch.Tensor) -> torch.Tensor:

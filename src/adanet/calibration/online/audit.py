@@ -32,7 +32,16 @@ from typing import Final
 import torch
 from torch import Tensor
 
-__all__ = ["AuditLedger", "AuditRecord", "audit_mask"]
+__all__ = [
+    "AUDIT",
+    "POSITION",
+    "WOULD_CONF",
+    "WOULD_EXIT",
+    "WOULD_PRED",
+    "AuditLedger",
+    "AuditRecord",
+    "audit_mask",
+]
 
 _PHI: Final[float] = (math.sqrt(5.0) - 1.0) / 2.0
 _OFFSET_STEP: Final[float] = 0.7548776662466927  # 1/plastic number: another irrational step
@@ -57,6 +66,11 @@ def audit_mask(start: int, size: int, share: float, seed: int) -> Tensor:
     return torch.frac(index * _PHI + offset) < share
 
 
+#: Columns of the notes ``step`` keeps per sample: one float64 tensor, so that compacting the
+#: state after an exit costs one index instead of five.
+AUDIT, POSITION, WOULD_EXIT, WOULD_PRED, WOULD_CONF = range(5)
+
+
 @dataclass
 class AuditRecord:
     """What ``step`` noted for the samples still in at the second-to-last exit.
@@ -64,37 +78,29 @@ class AuditRecord:
     Attributes:
         start: Stream position of the batch's first image.
         size: Images in the batch.
-        position: ``[m]`` input positions of those samples.
-        audit: ``[m]`` which of them are audited.
-        would_exit: ``[m]`` the exit each would have left at (the last: none earlier).
-        would_pred: ``[m]`` the class predicted there.
-        would_conf: ``[m]`` float64 confidence there.
+        any_audit: Whether any image of the batch is audited.
+        notes: ``[m, 5]`` float64 notes of those samples (columns :data:`AUDIT` flag, input
+            :data:`POSITION`, the exit each :data:`WOULD_EXIT` have left at (the last: none
+            earlier), the class it :data:`WOULD_PRED` have predicted there, and its
+            confidence there, :data:`WOULD_CONF`), or ``None``.
     """
 
     start: int
     size: int
-    position: Tensor | None = None
-    audit: Tensor | None = None
-    would_exit: Tensor | None = None
-    would_pred: Tensor | None = None
-    would_conf: Tensor | None = None
+    any_audit: bool = False
+    notes: Tensor | None = None
 
     def audited(self) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
         """Input position, would-exit, would-prediction and would-confidence of the audited."""
-        if (
-            self.position is None
-            or self.audit is None
-            or self.would_exit is None
-            or self.would_pred is None
-            or self.would_conf is None
-        ):
+        if self.notes is None:
             return None
-        keep = self.audit.cpu()
+        notes = self.notes.cpu()
+        rows = notes[notes[:, AUDIT] > 0]
         return (
-            self.position.cpu()[keep],
-            self.would_exit.cpu()[keep],
-            self.would_pred.cpu()[keep],
-            self.would_conf.cpu()[keep],
+            rows[:, POSITION].long(),
+            rows[:, WOULD_EXIT].long(),
+            rows[:, WOULD_PRED].long(),
+            rows[:, WOULD_CONF],
         )
 
 

@@ -13,16 +13,18 @@ target while the stream shifts:
 
 It steers along a calibrated family of thresholds (:class:`.ThresholdFamily`, the
 reference's geometric shares) by one command: the calibration cost (or disagreement) of the
-member it uses. Between batches, integral control moves the command by ``gain`` times the
-mean error of the images observed since the last move (every ``update_every`` images or more):
-the discrete integral ("I") controller of feedback control of computing systems (Hellerstein,
+member it uses. Between batches, integral control moves the command once ``update_every``
+images (or more) have been observed: by ``gain`` times the mean error in cost mode, and by the
+factor ``(eps / estimate) ** gain`` in accuracy mode, where a shift multiplies the
+disagreement rather than adding to it (integral control of its logarithm). This is the
+discrete integral ("I") controller of feedback control of computing systems (Hellerstein,
 Diao, Parekh and Tilbury, *Feedback Control of Computing Systems*, Wiley 2004, ch. 9), with the
 calibration table as a static inverse of the plant so that the loop gain is about ``gain``,
 and the command clamped to the table's range as anti-windup (Astrom and Murray, *Feedback
-Systems*, 2008, sec. 10.4). Because the command stays bounded, the summed error does too: over
-a long stream the mean cost (mode 1) or estimated disagreement (mode 2) converges to its
-target. Tuning early-exit thresholds online has been done inside a serving system by Apparate
-(Dai et al., SOSP 2024); here it is a policy object.
+Systems*, 2008, sec. 10.4). As long as the command is not clamped, the summed error stays
+bounded (it is the command's distance from where it started, over ``gain``), so over a long
+stream the mean cost converges to its target. Tuning early-exit thresholds online has been
+done inside a serving system by Apparate (Dai et al., SOSP 2024); here it is a policy object.
 
 It follows the :class:`adanet.ExitDecider` protocol, so ``early_exit(model, x, controller)``
 runs it; after each batch the caller passes the result to :meth:`OnlineController.observe`.
@@ -40,7 +42,15 @@ import torch
 from torch import Tensor
 
 from adanet._validation import check_costs, require_int
-from adanet.calibration.online.audit import AuditRecord, audit_mask
+from adanet.calibration.online.audit import (
+    AUDIT,
+    POSITION,
+    WOULD_CONF,
+    WOULD_EXIT,
+    WOULD_PRED,
+    AuditRecord,
+    audit_mask,
+)
 from adanet.calibration.online.family import DisagreementMap, ThresholdFamily, disagreements
 from adanet.calibration.online.learner import Learner
 from adanet.calibration.online.state import ControllerConfig, check_result, from_dict_parts
@@ -239,17 +249,15 @@ class OnlineController:
         """
         check_batch_size(batch_size)
         audit = self._audits(batch_size)
-        self._record = AuditRecord(start=self._learner.seen, size=batch_size)
-        if not bool(audit.any()):
+        any_audit = bool(audit.any())
+        self._record = AuditRecord(self._learner.seen, batch_size, any_audit)
+        if not any_audit:
             return {}
-        last = self.num_exits - 1
-        return {
-            "audit": audit.to(device),
-            "position": torch.arange(batch_size, device=device),
-            "would_exit": torch.full((batch_size,), last, dtype=torch.long, device=device),
-            "would_pred": torch.zeros(batch_size, dtype=torch.long, device=device),
-            "would_conf": torch.zeros(batch_size, dtype=torch.float64, device=device),
-        }
+        notes = torch.zeros(batch_size, 5, dtype=torch.float64)
+        notes[:, AUDIT] = audit.double()
+        notes[:, POSITION] = torch.arange(batch_size, dtype=torch.float64)
+        notes[:, WOULD_EXIT] = self.num_exits - 1
+        return {"notes": notes.to(device)}
 
     def _audits(self, batch_size: int) -> Tensor:
         """Which images of the next batch of ``batch_size`` are audited (CPU bool)."""
@@ -277,22 +285,26 @@ class OnlineController:
         with torch.no_grad():
             confidence = self._confidence(exit_index, logits)
             leave = confidence >= self._learner.thresholds[exit_index]
-            if "audit" not in state:
+            if "notes" not in state:
                 return leave, dict(state)
-            audit = state["audit"]
-            first = leave & audit & (state["would_exit"] == last)
-            new = {
-                "audit": audit,
-                "position": state["position"],
-                "would_exit": torch.where(first, exit_index, state["would_exit"]),
-                "would_pred": torch.where(first, logits.argmax(dim=1), state["would_pred"]),
-                "would_conf": torch.where(first, confidence.double(), state["would_conf"]),
-            }
+            notes = state["notes"]
+            audit = notes[:, AUDIT] > 0
+            first = leave & audit & (notes[:, WOULD_EXIT] == last)
+            noted = torch.stack(
+                [
+                    notes[:, AUDIT],
+                    notes[:, POSITION],
+                    torch.full_like(notes[:, WOULD_EXIT], exit_index),
+                    logits.argmax(dim=1).double(),
+                    confidence.double(),
+                ],
+                dim=1,
+            )
+            notes = torch.where(first.unsqueeze(1), noted, notes)
         if exit_index == last - 1 and self._record is not None:
             # The audited samples are all still in here: hand their notes to observe().
-            for key in ("position", "audit", "would_exit", "would_pred", "would_conf"):
-                setattr(self._record, key, new[key])
-        return leave & ~audit, new
+            self._record.notes = notes
+        return leave & ~audit, {"notes": notes}
 
     def leave_priority(self, exit_index: int, logits: Tensor, state: Any) -> Tensor:
         """How close each sample is to leaving (its confidence), for a per-batch budget."""
@@ -323,15 +335,17 @@ class OnlineController:
                 would = torch.where(confidence[k] >= self._learner.thresholds[k], k, would)
             exits = would
             if state:
-                audit = state["audit"]
+                notes = state["notes"].clone()
+                audit = notes[:, AUDIT] > 0
                 exits = torch.where(audit, last, would)
                 rows = torch.arange(n, device=stacked.device)
                 picked = torch.stack([*confidence, confidence[0]])[would, rows]
-                record = self._record
-                assert record is not None
-                record.position, record.audit, record.would_exit = rows, audit, would
-                record.would_pred = stacked[would, rows].argmax(dim=1)
-                record.would_conf = torch.where(would < last, picked.double(), 0.0)
+                notes[:, WOULD_EXIT] = would.double()
+                predicted = stacked[would, rows].argmax(dim=1).double()
+                notes[:, WOULD_PRED] = torch.where(would < last, predicted, 0.0)
+                notes[:, WOULD_CONF] = torch.where(would < last, picked.double(), 0.0)
+                assert self._record is not None
+                self._record.notes = notes
             chosen = stacked[exits, torch.arange(n, device=stacked.device)]
         self._learner.learn(exits, chosen, self._record)
         self._record = None
@@ -353,14 +367,13 @@ class OnlineController:
         exit_index, logits = check_result(result, self.num_exits)
         n = int(exit_index.shape[0])
         record = self._record
-        if bool(self._audits(n).any()) and (
-            record is None or record.start != self._learner.seen or record.size != n
-        ):
+        mine = record is not None and record.start == self._learner.seen and record.size == n
+        if not mine and bool(self._audits(n).any()):
             raise ValueError(
                 "observe() takes the result of early_exit(model, x, controller) for the batch "
                 f"the controller decided last ({n} images at stream position {self._learner.seen})"
             )
-        self._learner.learn(exit_index, logits, record)
+        self._learner.learn(exit_index, logits, record if mine else None)
         self._record = None
 
     def _check_classes(self, num_classes: int) -> None:

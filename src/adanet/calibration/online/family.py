@@ -110,7 +110,13 @@ class ThresholdFamily:
 
     def axis(self, name: str) -> tuple[float, ...]:
         """The ``"cost"`` or ``"drop"`` axis, as non-decreasing values (the drop negated)."""
-        return self.cost if name == "cost" else tuple(-d for d in self.drop)
+        if name == "cost":
+            return self.cost
+        negated: tuple[float, ...] | None = self.__dict__.get("_negated_drop")
+        if negated is None:
+            negated = tuple(-d for d in self.drop)
+            object.__setattr__(self, "_negated_drop", negated)
+        return negated
 
     def bounds(self, name: str) -> tuple[float, float]:
         """Smallest and largest value the ``"cost"`` or ``"drop"`` axis reaches."""
@@ -237,18 +243,27 @@ class DisagreementMap:
             values.append(tuple(_decreasing_fit(rates, (count + 1.0).tolist())))
         return cls(tuple(edges), tuple(values))
 
+    def __post_init__(self) -> None:
+        # One padded table for all exits (the last exit a row of zeros), so a batch is looked up
+        # with one search whatever exits its images left at: observe() runs after every batch.
+        width = max((len(e) for e in self.edges), default=0)
+        edges = torch.full((len(self.edges) + 1, max(width, 1)), math.inf, dtype=torch.float64)
+        values = torch.zeros(len(self.edges) + 1, max(width, 1) + 1, dtype=torch.float64)
+        for k, (inner, rates) in enumerate(zip(self.edges, self.values, strict=True)):
+            edges[k, : len(inner)] = torch.tensor(inner, dtype=torch.float64)
+            values[k, : len(rates)] = torch.tensor(rates, dtype=torch.float64)
+            values[k, len(rates) :] = rates[-1]
+        object.__setattr__(self, "_edges", edges)
+        object.__setattr__(self, "_table", values)
+
     def __call__(self, confidence: Tensor, exit_index: Tensor) -> Tensor:
         """``[n]`` float64 chance of disagreeing; 0 at the last exit (it is the reference)."""
-        out = torch.zeros(confidence.shape, dtype=torch.float64)
-        conf = confidence.to(torch.float64).cpu()
-        where = exit_index.cpu()
-        for k, (inner, rates) in enumerate(zip(self.edges, self.values, strict=True)):
-            mask = where == k
-            bucket = torch.bucketize(
-                conf[mask], torch.tensor(inner, dtype=torch.float64), right=True
-            )
-            out[mask] = torch.tensor(rates, dtype=torch.float64)[bucket]
-        return out
+        exits = exit_index.cpu().long()
+        conf = confidence.to(torch.float64).cpu().unsqueeze(1)
+        edges: Tensor = self._edges  # type: ignore[attr-defined]
+        table: Tensor = self._table  # type: ignore[attr-defined]
+        bucket = torch.searchsorted(edges[exits], conf, right=True).squeeze(1)
+        return table[exits, bucket]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

@@ -101,7 +101,13 @@ class Learner:
         if temperatures is not None:
             scaled = chosen / torch.tensor(temperatures, dtype=torch.float64)[exits].unsqueeze(1)
         with torch.no_grad():
-            confidence = exit_confidences(scaled, self._config.measure)
+            if self._config.measure == "max_prob" and bool(torch.isfinite(scaled).all()):
+                # The common case, in two operations: this runs after every batch, and at
+                # batch size 1 the full measure's guards for infinite and NaN logits would cost
+                # a noticeable share of a small network's time.
+                confidence = torch.softmax(scaled, dim=1).amax(dim=1)
+            else:
+                confidence = exit_confidences(scaled, self._config.measure)
         valid = torch.isfinite(confidence)  # NaN logits: no prediction, nothing to learn from
         return chosen, valid, self._map(confidence, exits)
 
