@@ -62,8 +62,12 @@ def audit_mask(start: int, size: int, share: float, seed: int) -> Tensor:
     if share <= 0.0 or size == 0:
         return torch.zeros(size, dtype=torch.bool)
     offset = math.modf((seed + 1) * _OFFSET_STEP)[0]
-    index = torch.arange(start, start + size, dtype=torch.float64)
-    return torch.frac(index * _PHI + offset) < share
+    # Plain Python floats (IEEE doubles): one code path for every batch size, and at the small
+    # batches of online serving cheaper than a chain of tensor operations.
+    return torch.tensor(
+        [math.modf((start + i) * _PHI + offset)[0] < share for i in range(size)],
+        dtype=torch.bool,
+    )
 
 
 #: Columns of the notes ``step`` keeps per sample: one float64 tensor, so that compacting the
