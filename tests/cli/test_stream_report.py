@@ -44,7 +44,7 @@ def test_section_from_a_run_folder(guaranteed_run: Path, tmp_path: Path) -> None
     saved = json.loads((run / "stream.json").read_text(encoding="utf-8"))
     assert set(saved["cost"]["runs"]) == {"static thresholds", "online controller",
                                           "per-batch budget"}  # fmt: skip
-    assert len(lines) == 3 and all("shifted stream" in line for line in lines)
+    assert len(lines) == 4 and all("shifted stream" in line for line in lines)
     logits = run_logits(run)
     model = load_run_model(run)
     with torch.no_grad():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,6 +316,7 @@ def write_stream_section(
         The section's markdown.
     """
     run = Path(folder)
+    started = time.perf_counter()
     comparison = compare_on_stream(run_logits(run), **options)
     try:
         with atomic_path(run / "stream.png") as temporary:
@@ -341,4 +343,5 @@ def write_stream_section(
             f"settled windows {summary['min_settled_window_ratio']:.2f}-"
             f"{summary['max_settled_window_ratio']:.2f}x, top-1 {100 * summary['accuracy']:.2f}%"
         )
+    say(f"wrote the shifted-stream section of {report} in {time.perf_counter() - started:.0f} s")
     return section
