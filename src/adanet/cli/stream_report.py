@@ -343,5 +343,5 @@ def write_stream_section(
             f"settled windows {summary['min_settled_window_ratio']:.2f}-"
             f"{summary['max_settled_window_ratio']:.2f}x, top-1 {100 * summary['accuracy']:.2f}%"
         )
-    say(f"wrote the shifted-stream section of {report} in {time.perf_counter() - started:.0f} s")
+    say(f"shifted stream section written to {report} in {time.perf_counter() - started:.0f} s")
     return section
