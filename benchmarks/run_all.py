@@ -14,6 +14,7 @@ SCRIPTS = (
     "bench_int8.py",
     "bench_risk.py",
     "bench_latency.py",
+    "bench_online.py",
 )
 
 

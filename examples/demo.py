@@ -6,8 +6,9 @@ and pixel noise (:mod:`adanet.data.digits_affine`): hard enough that the cheap e
 network are clearly worse than its last one, with a test set of 5,388 fixed views of 449
 held-out digits. The demo runs exactly what ``adanet train`` runs (``adanet.cli.main``), into a
 fresh ``runs/demo/``: ``report.md``, ``metrics.json`` (with 95% Wilson intervals),
-``anytime.png``, ``budgeted.png``, ``policies.json``, ``config.json``, ``args.txt`` and the
-checkpoints. The same command line::
+``anytime.png``, ``budgeted.png``, ``stream.png`` and ``stream.json`` (the test images as a
+shifting stream, :mod:`adanet.cli.stream_report`), ``policies.json``, ``config.json``,
+``args.txt`` and the checkpoints. The same command line::
 
     adanet train --data digits-affine --use-valid --save runs/demo -j 0 --seed 0 --epochs 6 \\
         --batch-size 64 --lr 0.1 --lr-type cosine --arch RANet --nBlocks 2 --nChannels 8 \\
@@ -38,6 +39,7 @@ from typing import Any
 from adanet._atomic import write_text_atomic
 from adanet.cli import main as adanet_main
 from adanet.cli.report import cheapest_within
+from adanet.cli.stream_report import write_stream_section
 
 RUN = Path("runs/demo")
 
@@ -157,6 +159,9 @@ def main() -> int:
     rows = check_targets(metrics, elapsed)
     monotone = _monotone_within_ci(metrics["budgeted"])
     _append_to_report(rows, monotone)
+    # The test images as a shifting stream: static thresholds, the online controller and a
+    # per-batch budget side by side (report.md's "A shifting stream" section, stream.png).
+    write_stream_section(RUN)
     print(f"\nMACs follow the '{metrics['cost_convention']}' cost convention (see adanet.costs).")
     print(f"Targets (test split: {metrics['num_test']} images; thresholds from validation):")
     for name, ok, value in rows:

@@ -10,9 +10,12 @@ Every entry point takes the logits first and shares the keyword-only names ``mea
   labels or the last exit is at most ``eps``, with a Learn-then-Test or conformal guarantee.
 * :func:`fit_temperatures`: per-exit temperature scaling.
 * :func:`budgeted_sweep`: the budgeted batch classification protocol over many budgets.
+* :class:`OnlineController`: a policy that keeps re-tuning itself on the stream it serves, to
+  hold a mean cost or an accuracy drop when the stream shifts (:mod:`adanet.calibration.online`).
 """
 
 from adanet.calibration.budgeted import DEFAULT_PS, BudgetRecord, budgeted_sweep
+from adanet.calibration.online import OnlineController
 from adanet.calibration.risk import calibrate_risk
 from adanet.calibration.shares import (
     calibrate_for_cost,
@@ -24,6 +27,7 @@ from adanet.calibration.temperature import expected_calibration_error, fit_tempe
 __all__ = [
     "DEFAULT_PS",
     "BudgetRecord",
+    "OnlineController",
     "budgeted_sweep",
     "calibrate_for_cost",
     "calibrate_risk",

@@ -4,8 +4,11 @@
   that remain go on, the state compacted to them.
 * :class:`EarlyExitResult`: each sample's logits, exit and cost.
 * :func:`run_to_exit`: the static network truncated at one exit, computing no other head.
+* :mod:`adanet.inference.budget`: the hard per-batch budget behind ``early_exit(...,
+  budget=B)``, and :func:`simulate_with_budget`, its decisions from all-exit logits.
 """
 
+from adanet.inference.budget import simulate_with_budget
 from adanet.inference.engine import EarlyExitResult, early_exit, run_to_exit
 
-__all__ = ["EarlyExitResult", "early_exit", "run_to_exit"]
+__all__ = ["EarlyExitResult", "early_exit", "run_to_exit", "simulate_with_budget"]

@@ -20,6 +20,7 @@ from torch import Tensor
 from adanet._validation import check_costs
 from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
+from adanet.inference.budget import BudgetGuard
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.state import select_samples
 from adanet.models.walk import ExitWalk
@@ -72,6 +73,7 @@ def early_exit(
     *,
     costs: Sequence[float] | Tensor | None = None,
     convention: Convention | None = None,
+    budget: float | None = None,
 ) -> EarlyExitResult:
     """Run ``model`` on ``x`` with real early exit under ``policy``.
 
@@ -93,6 +95,11 @@ def early_exit(
             non-decreasing); measured with :func:`measure_exit_costs` (and cached) when omitted.
         convention: The cost convention used when ``costs`` is omitted; defaults to the one the
             policy records, else ``"actual"``.
+        budget: The most the whole batch may cost, in the units of the costs (MACs unless
+            ``costs`` says otherwise). Where the samples that want to stay cannot all afford the
+            next exit, the ones closest to leaving by the policy's measure leave now (see
+            :mod:`adanet.inference.budget`); ``sum(result.cost) <= budget``. A budget that
+            never binds changes nothing. ``None``: no limit.
 
     Returns:
         The logits, exit index and cost of every sample, in input order.
@@ -101,7 +108,8 @@ def early_exit(
         TypeError: ``model`` or ``policy`` does not follow its protocol (e.g. ``None``).
         RuntimeError: The model is in train mode.
         ValueError: The policy was calibrated for another number of exits or classes, input
-            size or cost convention; bad ``costs``; or the input is not a valid batch.
+            size or cost convention; bad ``costs``; the input is not a valid batch; or
+            ``budget`` is negative, NaN, or cannot pay the first exit of every image.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(f"early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
@@ -115,14 +123,18 @@ def early_exit(
     num_exits = model.num_exits
     check_policy_fits(policy, num_exits=num_exits, input_size=tuple(x.shape[2:]))
     cost_table = _cost_table(model, x, policy, costs, convention)
+    # --- per-batch budget (adanet.inference.budget): validated before any work is done.
+    guard = None if budget is None else BudgetGuard(policy, cost_table, budget, x.shape[0])
 
     with torch.no_grad():
-        logits, exit_index = _run(model, x, policy)
+        logits, exit_index = _run(model, x, policy, guard)
     cost = cost_table.to(x.device)[exit_index]
     return EarlyExitResult(logits=logits, exit_index=exit_index, cost=cost)
 
 
-def _run(model: EarlyExitNetwork, x: Tensor, policy: ExitDecider) -> tuple[Tensor, Tensor]:
+def _run(
+    model: EarlyExitNetwork, x: Tensor, policy: ExitDecider, guard: BudgetGuard | None = None
+) -> tuple[Tensor, Tensor]:
     """Each sample's logits from the exit it leaves at, and that exit: the early-exit loop."""
     n, device, num_exits = x.shape[0], x.device, model.num_exits
     remaining = torch.arange(n, device=device)  # input positions of the samples still in
@@ -140,6 +152,8 @@ def _run(model: EarlyExitNetwork, x: Tensor, policy: ExitDecider) -> tuple[Tenso
             break
         leaving, decision_state = policy.step(k, logits, decision_state)
         leaving = _checked_mask(policy, leaving, logits.shape[0])
+        if guard is not None:  # --- per-batch budget: force out whom the budget cannot carry
+            leaving = guard.limit(k, logits, leaving, decision_state)
         # A stable sort puts the staying samples first in their order; one count (the single
         # sync of this exit) splits staying from leaving.
         order = torch.argsort(leaving.to(torch.int8), stable=True)
