@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adanet._atomic import write_text_atomic
 from adanet.cli import main as adanet_main
 from adanet.cli.report import cheapest_within
-from adanet._atomic import write_text_atomic
 
 RUN = Path("runs/demo")
 

@@ -1,9 +1,16 @@
 """``early_exit``: real, batched early exit.
 
 The network runs exit by exit (see :mod:`adanet.models.early_exit_network`). After each exit
-the policy decides which samples leave; their logits are stored, and the network carries on with the
-remaining samples only, every tensor of its state compacted. A sample that leaves at exit
-``k`` costs exactly the blocks up to exit ``k``; nothing is computed for it afterwards.
+the policy decides which samples leave (:func:`_decide`, the one step that looks at the
+logits); their logits are stored, and the network carries on with the remaining samples only.
+A sample that leaves at exit ``k`` is charged exactly the blocks up to exit ``k``.
+
+Shape-stable compaction: the number of remaining samples is rounded up to a bucket size
+(:mod:`adanet.inference.buckets`), so later stages see a bounded set of batch shapes and
+reuse their kernels across a stream of batches. The state is compacted (every tensor of it
+copied to the remaining rows) only when that bucket shrinks; otherwise the rows of samples
+that left stay in the batch as padding. Padding rows are never read back: the policy, the
+logits, the exit indices and the costs only ever see the real samples.
 
 The only host–device synchronisation is one count per exit (how many samples remain),
 which compaction needs to know the new batch size.
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -20,6 +28,7 @@ from torch import Tensor
 from adanet._validation import check_costs
 from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
+from adanet.inference.buckets import BucketSpec, SizeBuckets
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.state import select_samples
 from adanet.models.walk import ExitWalk
@@ -72,6 +81,7 @@ def early_exit(
     *,
     costs: Sequence[float] | Tensor | None = None,
     convention: Convention | None = None,
+    buckets: BucketSpec = "auto",
 ) -> EarlyExitResult:
     """Run ``model`` on ``x`` with real early exit under ``policy``.
 
@@ -93,6 +103,13 @@ def early_exit(
             non-decreasing); measured with :func:`measure_exit_costs` (and cached) when omitted.
         convention: The cost convention used when ``costs`` is omitted; defaults to the one the
             policy records, else ``"actual"``.
+        buckets: The sub-batch sizes the staying samples are padded to, so that later stages
+            see a bounded set of shapes and reuse their kernels across batches (see
+            :mod:`adanet.inference.buckets`): ``"auto"`` (the default, half octaves),
+            ``"exact"`` or ``None`` (no padding), ``"pow2"``, ``"half-octave"``, an int
+            multiple, a sequence of sizes or a :class:`~adanet.inference.SizeBuckets`.
+            Padding rows never reach the logits, exit indices, costs or the policy; the real
+            samples' results equal the unpadded computation up to float rounding.
 
     Returns:
         The logits, exit index and cost of every sample, in input order.
@@ -101,7 +118,8 @@ def early_exit(
         TypeError: ``model`` or ``policy`` does not follow its protocol (e.g. ``None``).
         RuntimeError: The model is in train mode.
         ValueError: The policy was calibrated for another number of exits or classes, input
-            size or cost convention; bad ``costs``; or the input is not a valid batch.
+            size or cost convention; bad ``costs`` or ``buckets``; or the input is not a valid
+            batch.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(f"early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
@@ -115,48 +133,104 @@ def early_exit(
     num_exits = model.num_exits
     check_policy_fits(policy, num_exits=num_exits, input_size=tuple(x.shape[2:]))
     cost_table = _cost_table(model, x, policy, costs, convention)
+    sizes = SizeBuckets.parse(buckets)
 
     with torch.no_grad():
-        logits, exit_index = _run(model, x, policy)
+        logits, exit_index = _run(model, x, policy, sizes)
     cost = cost_table.to(x.device)[exit_index]
     return EarlyExitResult(logits=logits, exit_index=exit_index, cost=cost)
 
 
-def _run(model: EarlyExitNetwork, x: Tensor, policy: ExitDecider) -> tuple[Tensor, Tensor]:
+def _run(
+    model: EarlyExitNetwork, x: Tensor, policy: ExitDecider, buckets: SizeBuckets
+) -> tuple[Tensor, Tensor]:
     """Each sample's logits from the exit it leaves at, and that exit: the early-exit loop."""
-    n, device, num_exits = x.shape[0], x.device, model.num_exits
-    remaining = torch.arange(n, device=device)  # input positions of the samples still in
-    exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=device)
+    n, num_exits = x.shape[0], model.num_exits
+    batch = _Batch(torch.arange(n, device=x.device), None, n)
+    exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=x.device)
     out: Tensor | None = None
     walk = ExitWalk(model, x)
-    decision_state = policy.initial_state(n, device)
+    decision_state = policy.initial_state(n, x.device)
     for k, feature in enumerate(walk.features()):
-        logits = walk.head(feature)  # [n_k, num_classes]
+        logits = batch.real_rows(walk.head(feature))  # [m, num_classes], no padding row
         if out is None:
             check_policy_fits(policy, num_exits=num_exits, num_classes=logits.shape[1])
             out = logits.new_empty((n, logits.shape[1]))
         if k == num_exits - 1:
-            out.index_copy_(0, remaining, logits)
+            out.index_copy_(0, batch.remaining, logits)
             break
-        leaving, decision_state = policy.step(k, logits, decision_state)
-        leaving = _checked_mask(policy, leaving, logits.shape[0])
+        leaving, decision_state = _decide(policy, k, logits, decision_state)
         # A stable sort puts the staying samples first in their order; one count (the single
         # sync of this exit) splits staying from leaving.
         order = torch.argsort(leaving.to(torch.int8), stable=True)
         staying = int((~leaving).sum())
         gone = order[staying:]
         if gone.numel():
-            out.index_copy_(0, remaining[gone], logits[gone])
-            exit_index.index_fill_(0, remaining[gone], k)
+            out.index_copy_(0, batch.remaining[gone], logits[gone])
+            exit_index.index_fill_(0, batch.remaining[gone], k)
         if staying == 0:
             break
         if staying < logits.shape[0]:
             kept = order[:staying]
-            walk.keep(kept)
             decision_state = select_samples(decision_state, kept)
-            remaining = remaining[kept]
+            batch.keep(kept, buckets, walk)
     assert out is not None  # num_exits >= 1
     return out, exit_index
+
+
+def _decide(policy: ExitDecider, exit_index: int, logits: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """The policy's decision at one exit: which of the real samples leave, and its new state.
+
+    Only real samples reach the policy (never a padding row), so its state and decisions are
+    those of the unpadded computation.
+    """
+    leaving, state = policy.step(exit_index, logits, state)
+    return _checked_mask(policy, leaving, logits.shape[0]), state
+
+
+class _Batch:
+    """Where the samples still in the network sit in the batch the network runs on.
+
+    The running batch holds the real samples and, after a bucketed compaction, padding rows
+    (copies of a real row, or the rows of samples that left while the bucket stayed the
+    same). Padding is computed like any row, per sample (every layer works per sample in eval
+    mode), and never read back.
+
+    Attributes:
+        remaining: ``[m]`` input positions of the samples still in.
+        rows: ``[m]`` their rows in the running batch; ``None`` when they are its first ``m``.
+        size: Rows of the running batch (``>= m``).
+    """
+
+    def __init__(self, remaining: Tensor, rows: Tensor | None, size: int) -> None:
+        self.remaining = remaining
+        self.rows = rows
+        self.size = size
+
+    def real_rows(self, values: Tensor) -> Tensor:
+        """The rows of ``values`` (one per row of the running batch) of the real samples."""
+        if self.rows is not None:
+            return values.index_select(0, self.rows)
+        m = self.remaining.shape[0]
+        return values if m == self.size else values[:m]
+
+    def keep(self, kept: Tensor, buckets: SizeBuckets, walk: ExitWalk) -> None:
+        """Carry on with the real samples ``kept`` (positions among the current ones).
+
+        The state is compacted only when the bucket of the new count is smaller than the
+        running batch; otherwise the samples that left stay as padding, which costs no copy.
+        """
+        self.remaining = self.remaining[kept]
+        rows = kept if self.rows is None else self.rows[kept]
+        count = rows.shape[0]
+        target = buckets.size_for(count, self.size)
+        if target == self.size:
+            self.rows = rows
+            return
+        if target > count:  # padding rows: copies of the first real one
+            rows = torch.cat([rows, rows[:1].expand(target - count)])
+        walk.keep(rows)
+        self.rows, self.size = None, target
 
 
 def _checked_mask(policy: ExitDecider, leaving: object, n: int) -> Tensor:
