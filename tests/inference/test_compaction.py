@@ -110,3 +110,21 @@ def test_the_check_finds_a_tensor_nobody_reads() -> None:
     x = torch.randn(2, 3, 32, 32)
     unread = _unread_after_each_exit(model, x)
     assert all(unread[k] for k in range(model.num_exits - 1))
+
+
+def test_compaction_keeps_channels_last_feature_maps_channels_last() -> None:
+    from adanet.models.state import select_samples
+
+    planar = torch.randn(6, 5, 4, 3)
+    channels_last = torch.randn(6, 5, 4, 3).contiguous(memory_format=torch.channels_last)
+    index = torch.tensor([4, 0, 0, 5])
+    out = select_samples({"a": planar, "b": [channels_last]}, index)
+    assert torch.equal(out["a"], planar[index]) and out["a"].is_contiguous()
+    assert torch.equal(out["b"][0], channels_last[index])
+    assert out["b"][0].is_contiguous(memory_format=torch.channels_last)
+    # Where autograd records, the gather stays differentiable.
+    leaf = channels_last.clone().requires_grad_(True)
+    picked = select_samples([leaf], index)[0]
+    assert picked.is_contiguous(memory_format=torch.channels_last)
+    picked.sum().backward()
+    assert leaf.grad is not None and float(leaf.grad[0].sum()) == 2 * 5 * 4 * 3

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -71,7 +71,35 @@ def _cost_table(
 ) -> Tensor:
     if costs is None:
         return exit_costs_for(model, x.shape[1:], resolve_convention(policy, convention))
-    return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+    if isinstance(costs, Tensor):
+        return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+    # The same list of costs comes with every batch of a stream: check and convert it once.
+    key = tuple(costs)
+    table = _CHECKED_COSTS.get(key)
+    if table is None or table.shape[0] != model.num_exits:
+        table = torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+        if len(_CHECKED_COSTS) >= 64:
+            _CHECKED_COSTS.clear()
+        _CHECKED_COSTS[key] = table
+    return table
+
+
+# Cost lists already checked, by value (bounded: cleared when it grows past 64 entries).
+_CHECKED_COSTS: dict[tuple[object, ...], Tensor] = {}
+# Policy classes that passed the protocol check; a runtime Protocol isinstance check costs tens
+# of microseconds, a batch-1 early exit a few hundred.
+_POLICY_TYPES: set[type] = set()
+
+
+def _checked_policy(policy: object) -> ExitDecider:
+    if type(policy) not in _POLICY_TYPES:
+        checked = check_policy(policy)
+        _POLICY_TYPES.add(type(policy))
+        return checked
+    num_exits = getattr(policy, "num_exits", None)
+    if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+        return check_policy(policy)  # raises, naming the problem
+    return cast(ExitDecider, policy)
 
 
 def early_exit(
@@ -123,7 +151,7 @@ def early_exit(
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(f"early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
-    policy = check_policy(policy)
+    policy = _checked_policy(policy)
     if model.training:
         raise RuntimeError(
             "early_exit needs the model in eval mode (call model.eval()): in train mode "
@@ -160,20 +188,23 @@ def _run(
             out.index_copy_(0, batch.remaining, logits)
             break
         leaving, decision_state = _decide(policy, k, logits, decision_state)
-        # A stable sort puts the staying samples first in their order; one count (the single
-        # sync of this exit) splits staying from leaving.
-        order = torch.argsort(leaving.to(torch.int8), stable=True)
-        staying = int((~leaving).sum())
-        gone = order[staying:]
-        if gone.numel():
-            out.index_copy_(0, batch.remaining[gone], logits[gone])
-            exit_index.index_fill_(0, batch.remaining[gone], k)
-        if staying == 0:
+        # One count (the single sync of this exit) splits staying from leaving.
+        count = logits.shape[0]
+        staying = count - int(leaving.sum())
+        if staying == 0:  # everybody leaves
+            out.index_copy_(0, batch.remaining, logits)
+            exit_index.index_fill_(0, batch.remaining, k)
             break
-        if staying < logits.shape[0]:
-            kept = order[:staying]
-            decision_state = select_samples(decision_state, kept)
-            batch.keep(kept, buckets, walk)
+        if staying == count:  # nobody leaves
+            continue
+        # A stable sort puts the staying samples first, in their order.
+        order = torch.argsort(leaving.to(torch.int8), stable=True)
+        gone = order[staying:]
+        out.index_copy_(0, batch.remaining[gone], logits[gone])
+        exit_index.index_fill_(0, batch.remaining[gone], k)
+        kept = order[:staying]
+        decision_state = select_samples(decision_state, kept)
+        batch.keep(kept, buckets, walk)
     assert out is not None  # num_exits >= 1
     return out, exit_index
 
