@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from adanet import EarlyExitPolicy, RANet, RANetConfig
+from adanet import EarlyExitNetwork, EarlyExitPolicy, RANet, RANetConfig, measure_exit_costs
 from adanet.cli import evaluate_run
 from adanet.cli.plots import wilson_interval
 from adanet.cli.policy_runs import PolicyOptions
@@ -24,7 +24,7 @@ from adanet.cli.report import (
     timing_networks,
     write_run_report,
 )
-from adanet.cli.wall_times import BudgetTime, PathTimes
+from adanet.cli.wall_times import BudgetTime, PathTimes, static_run_macs
 from adanet.data import DataLoaders
 
 
@@ -87,10 +87,10 @@ def test_cheapest_within_one_point() -> None:
 def _walls() -> WallTimes:
     def path(name: str, last: float, ratios: tuple[float, float, float]) -> PathTimes:
         points = tuple(
-            BudgetTime(p, macs, ratio, ratio * last)
+            BudgetTime(p, macs, 2 * macs, ratio, ratio * last)
             for p, macs, ratio in zip((0.5, 1.0, 1.5), (0.35, 0.55, 0.75), ratios, strict=True)
         )
-        return PathTimes(name, last, 1.5 * last, points)
+        return PathTimes(name, last, 1.5 * last, 2e6, points)
 
     return WallTimes(
         paths=(path("eager", 2.0, (0.5, 0.7, 0.9)), path("optimized", 1.0, (0.45, 0.6, 0.8))),
@@ -117,11 +117,11 @@ def test_render_report_tables_and_calibration_statement() -> None:
     assert "Wilson" in text
     # The wall-time section: one row per way at the report's point, one per budget point.
     assert "512 test images in batches of 64, after 2 warm-up batches" in text
-    assert "| eager | 2.000 | 3.000 | 1.400 | 0.70 | 0.55 |" in text
-    assert "| optimized | 1.000 | 1.500 | 0.600 | 0.60 | 0.55 |" in text
+    assert "| eager | 2.000 | 3.000 | 1.400 | 0.70 | 0.55 | 1.10 |" in text
+    assert "| optimized | 1.000 | 1.500 | 0.600 | 0.60 | 0.55 | 1.10 |" in text
     assert "Fastest early exit at p = 1.00: **optimized**" in text
-    assert "| 0.50 | 0.35 | 0.50 | 0.45 | +0.10 |" in text
-    assert "| 1.50 | 0.75 | 0.90 | 0.80 | +0.05 |" in text
+    assert "| 0.50 | 0.35 | 0.50 (0.70) | 0.45 (0.70) | +0.10 | -0.25 |" in text
+    assert "| 1.50 | 0.75 | 0.90 (1.50) | 0.80 (1.50) | +0.05 | -0.70 |" in text
     assert "![Wall time against MACs](wall_time.png)" in text
 
 
@@ -155,6 +155,11 @@ def test_measure_wall_times(model_and_loader: tuple[RANet, Any]) -> None:
     assert path.name == "eager" and min(path.last_exit_ms, path.all_exits_ms) > 0
     first, never = path.points
     assert first.macs_ratio == pytest.approx(costs[0] / costs[-1]) and never.macs_ratio == 1.0
+    assert path.static_macs == costs[-1] and first.static_macs_ratio == first.macs_ratio
+    static = measure_wall_times(
+        {"eager": model}, loader, policies, costs=costs, p=0.7, static_macs={"eager": 2.0}
+    )
+    assert static.paths[0].points[0].static_macs_ratio == pytest.approx(costs[0] / 2.0)
     assert first.time_ratio > 0 and first.ms_per_image > 0
     assert path.at(0.7) is first and walls.recommended is path
     # 40 images: two warm-up batches of 16 leave the last 8 to time.
@@ -220,3 +225,33 @@ def test_timing_networks_include_onnx_runtime_where_installed(
     for network in networks.values():  # the same network three ways
         torch.testing.assert_close(network(x)[-1], expected, rtol=1e-4, atol=1e-4)
     assert list(timing_networks(model, (3, 32, 32), onnx=False)) == ["eager", "optimized"]
+
+
+class _HeadAlone(EarlyExitNetwork):
+    """One exit head as a one-exit network on a fixed feature map, to count the head alone."""
+
+    def __init__(self, head: torch.nn.Module, feature: torch.Tensor) -> None:
+        super().__init__()
+        self.feature = feature
+        self.in_channels = 3
+        self.exits = torch.nn.ModuleList([head])
+
+    def begin(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature
+
+    def advance(self, state: torch.Tensor, exit_index: int) -> tuple[torch.Tensor, Any]:
+        return state, state
+
+
+def test_static_run_macs_leave_out_every_earlier_head(model_and_loader: tuple[RANet, Any]) -> None:
+    model, _ = model_and_loader
+    costs = [c.macs for c in measure_exit_costs(model, 32)]
+    with torch.no_grad():
+        features = model.forward_features(torch.zeros(1, 3, 32, 32))
+    heads = [
+        measure_exit_costs(_HeadAlone(head, feature), 32)[0].macs
+        for head, feature in zip(model.exits, features, strict=True)
+    ]
+    assert all(cost > 0 for cost in heads)
+    static = static_run_macs(model, (3, 32, 32))
+    assert static == pytest.approx(costs[-1] - sum(heads[:-1]))

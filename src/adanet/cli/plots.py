@@ -281,9 +281,9 @@ def plot_time_against_macs(
 ) -> Path:
     """Plots each budget point's wall-time ratio against its MACs ratio, with the diagonal.
 
-    Both ratios are relative to the static network run to its last exit: a point on the
-    diagonal saves as much time as MACs, a point above it saves less, a point above 1 takes
-    longer than not exiting early at all.
+    Both ratios are relative to the static network run to its last exit (its time and its
+    MACs): a point on the diagonal saves as much time as MACs, a point above it saves less, a
+    point above 1 takes longer than not exiting early at all.
 
     Args:
         series: Per way of running the network (``"eager"``, ``"ONNX Runtime"``, ...), its
@@ -322,7 +322,7 @@ def plot_time_against_macs(
         )
     ax.set_xlim(0, 1.05 * top)
     ax.set_ylim(0, 1.05 * top)
-    ax.set_xlabel("MACs per image / last exit's")
+    ax.set_xlabel("MACs per image / static last exit's")
     ax.set_ylabel("Wall time per image / static last exit's")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)

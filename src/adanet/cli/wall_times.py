@@ -18,15 +18,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from adanet.costs.counting import Convention, measure_exit_costs
 from adanet.inference.buckets import BucketSpec, SizeBuckets
 from adanet.inference.engine import EarlyExitResult, early_exit, run_to_exit
 from adanet.measure.timing import time_stream
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.protocol import ExitDecider
 
-__all__ = ["BudgetTime", "PathTimes", "WallTimes", "measure_wall_times", "wall_time_lines"]
+__all__ = [
+    "BudgetTime",
+    "PathTimes",
+    "WallTimes",
+    "measure_wall_times",
+    "static_run_macs",
+    "wall_time_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -35,13 +43,18 @@ class BudgetTime:
 
     Attributes:
         p: The budget's ``p``.
-        macs_ratio: Mean MACs per timed image under early exit, over the last exit's MACs.
+        macs_ratio: Mean MACs per image under early exit over the last exit's cumulative MACs
+            (every head up to it included), as the budgeted table's "% of last exit".
+        static_macs_ratio: Mean MACs per image under early exit over the MACs of this way's
+            static run (for an eager model: the network to its last exit with the last head
+            only): the MACs counterpart of ``time_ratio``.
         time_ratio: Early exit's wall time over the static last exit's, on the same batches.
         ms_per_image: Early exit's wall time per image.
     """
 
     p: float
     macs_ratio: float
+    static_macs_ratio: float
     time_ratio: float
     ms_per_image: float
 
@@ -54,12 +67,14 @@ class PathTimes:
         name: The way's name.
         last_exit_ms: The static network to its last exit, ms per image.
         all_exits_ms: The all-exit forward ``model(x)``, ms per image.
+        static_macs: MACs per image of the static run (``adanet.run_to_exit(model, x, -1)``).
         points: One :class:`BudgetTime` per budget point, in the order given.
     """
 
     name: str
     last_exit_ms: float
     all_exits_ms: float
+    static_macs: float
     points: tuple[BudgetTime, ...]
 
     def at(self, p: float) -> BudgetTime:
@@ -95,6 +110,39 @@ class WallTimes:
     def recommended(self) -> PathTimes:
         """The way whose early exit is fastest at the report's budget point."""
         return min(self.paths, key=lambda path: path.at(self.p).ms_per_image)
+
+
+class _LastHeadOnly(EarlyExitNetwork):
+    """``network`` with every head but the last replaced by an identity: what
+    :func:`adanet.run_to_exit` computes for the last exit, for counting its cost."""
+
+    def __init__(self, network: EarlyExitNetwork) -> None:
+        super().__init__()
+        self.network = network
+        self.in_channels = network.in_channels
+        self.min_input_size = network.min_input_size
+        keep = network.num_exits - 1
+        self.exits = nn.ModuleList([*(nn.Identity() for _ in range(keep)), network.exits[-1]])
+
+    def begin(self, x: Tensor) -> Any:
+        return self.network.begin(x)
+
+    def advance(self, state: Any, exit_index: int) -> tuple[Tensor, Any]:
+        return self.network.advance(state, exit_index)
+
+
+def static_run_macs(
+    network: EarlyExitNetwork, image_shape: Sequence[int], convention: Convention = "actual"
+) -> float:
+    """MACs per image of ``adanet.run_to_exit(network, x, -1)``: the network to its last exit
+    with the last head only (:func:`adanet.measure_exit_costs`' last cumulative cost also
+    counts every earlier head, which the static network does not run).
+
+    Raises:
+        TypeError, ValueError: As :func:`adanet.measure_exit_costs`.
+    """
+    costs = measure_exit_costs(_LastHeadOnly(network), tuple(image_shape), convention)
+    return costs[-1].macs
 
 
 def _images(loader: Iterable[Any], device: torch.device | None) -> Iterator[Tensor]:
@@ -151,18 +199,20 @@ def _time_path(
         raise ValueError(
             f"no test batch was left to time after {options['warmup_batches']} warm-up batches"
         )
-    # The MACs ratio is over every image early exit ran, the warm-up batches included.
+    # The MACs ratios are over every image early exit ran, the warm-up batches included.
+    static = float(options["static_macs"].get(name, costs[-1]))
     points = tuple(
         BudgetTime(
             p=p,
             macs_ratio=paid[f"p={p!r}"] / scored[f"p={p!r}"] / costs[-1],
+            static_macs_ratio=paid[f"p={p!r}"] / scored[f"p={p!r}"] / static,
             time_ratio=times.ratio(f"p={p!r}", "last"),
             ms_per_image=1e3 * times.per_image(f"p={p!r}"),
         )
         for p in policies
     )
-    path = PathTimes(name, 1e3 * times.per_image("last"), 1e3 * times.per_image("all"), points)
-    return path, times.num_images, max(times.images)
+    last, every = 1e3 * times.per_image("last"), 1e3 * times.per_image("all")
+    return PathTimes(name, last, every, static, points), times.num_images, max(times.images)
 
 
 def measure_wall_times(
@@ -175,6 +225,7 @@ def measure_wall_times(
     max_images: int = 1024,
     warmup_batches: int = 2,
     buckets: BucketSpec = "auto",
+    static_macs: Mapping[str, float] | None = None,
 ) -> WallTimes:
     """Time every budget point's early exit against the static last exit, on a stream.
 
@@ -192,6 +243,8 @@ def measure_wall_times(
         max_images: Images timed per network.
         warmup_batches: Batches run untimed first, per network.
         buckets: Sub-batch buckets of early exit.
+        static_macs: Per network, the MACs per image of its static run to the last exit
+            (:func:`static_run_macs`); ``costs[-1]`` for a network not listed.
 
     Returns:
         The ratios and times of every way and budget point.
@@ -201,7 +254,12 @@ def measure_wall_times(
     """
     if not networks or not policies:
         raise ValueError("measure_wall_times needs at least one network and one policy")
-    options = {"buckets": buckets, "warmup_batches": warmup_batches, "max_images": max_images}
+    options = {
+        "buckets": buckets,
+        "warmup_batches": warmup_batches,
+        "max_images": max_images,
+        "static_macs": dict(static_macs or {}),
+    }
     paths, timed, batch = [], 0, 0
     for name, network in networks.items():
         was_training = network.training
@@ -225,7 +283,6 @@ def measure_wall_times(
 
 def wall_time_lines(wall: WallTimes, device: str, prefix: str = "") -> list[str]:
     """The markdown of the report's wall-time section."""
-    names = [path.name for path in wall.paths]
     best = wall.recommended
     lines = [
         "## Wall time per image",
@@ -234,35 +291,41 @@ def wall_time_lines(wall: WallTimes, device: str, prefix: str = "") -> list[str]
         f"{wall.warmup_batches} warm-up batches of other test images, on {device} "
         f"({wall.threads} threads, CPU kernels {wall.isa}); every way runs on each batch in "
         f"turn (data loading excluded), early exit with sub-batch buckets: {wall.buckets}. "
-        "Ratios are against the static network run to its last exit only "
-        "(`adanet.run_to_exit`) on the same batches; for ONNX Runtime that static run is "
-        "every stage, each with its head. MACs ratios are the mean MACs early exit charged "
-        "over the last exit's.",
+        "Time ratios are against the static network run to its last exit only "
+        "(`adanet.run_to_exit`) on the same batches. Two MACs ratios: against the last exit's "
+        "cumulative MACs (every head up to it, as in the budgeted table), and against the MACs "
+        "of the static run, which skips the earlier heads (for ONNX Runtime the static run is "
+        "every stage, each with its head, so the two are the same).",
         "",
-        "| way | last exit only (ms / image) | all exits (ms / image) | "
-        f"early exit at p = {wall.p:.2f} (ms / image) | time ratio | MACs ratio |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| way | static last exit (ms / image) | all exits (ms / image) | early exit at "
+        f"p = {wall.p:.2f} (ms / image) | time ratio | MACs ratio | MACs ratio vs static run |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for path in wall.paths:
         point = path.at(wall.p)
         lines.append(
             f"| {path.name} | {path.last_exit_ms:.3f} | {path.all_exits_ms:.3f} | "
-            f"{point.ms_per_image:.3f} | {point.time_ratio:.2f} | {point.macs_ratio:.2f} |"
+            f"{point.ms_per_image:.3f} | {point.time_ratio:.2f} | {point.macs_ratio:.2f} | "
+            f"{point.static_macs_ratio:.2f} |"
         )
+    names = " | ".join(f"{path.name}: time (MACs vs static)" for path in wall.paths)
     lines += [
         "",
-        f"Fastest early exit at p = {wall.p:.2f}: **{best.name}**. Every budget point "
-        "(time ratio per way; the last column is time ratio minus MACs ratio for "
-        f"{best.name}):",
+        f"Fastest early exit at p = {wall.p:.2f}: **{best.name}**. Every budget point; the last "
+        f"two columns are {best.name}'s time ratio minus each MACs ratio:",
         "",
-        "| p | MACs ratio | " + " | ".join(f"time ratio, {n}" for n in names) + " | time − MACs |",
-        "|---:|---:|" + "---:|" * len(names) + "---:|",
+        f"| p | MACs ratio | {names} | time − MACs | time − MACs vs static |",
+        "|---:|---:|" + "---:|" * len(wall.paths) + "---:|---:|",
     ]
     for index, point in enumerate(best.points):
-        ratios = " | ".join(f"{path.points[index].time_ratio:.2f}" for path in wall.paths)
+        cells = " | ".join(
+            f"{path.points[index].time_ratio:.2f} ({path.points[index].static_macs_ratio:.2f})"
+            for path in wall.paths
+        )
         lines.append(
-            f"| {point.p:.2f} | {point.macs_ratio:.2f} | {ratios} | "
-            f"{point.time_ratio - point.macs_ratio:+.2f} |"
+            f"| {point.p:.2f} | {point.macs_ratio:.2f} | {cells} | "
+            f"{point.time_ratio - point.macs_ratio:+.2f} | "
+            f"{point.time_ratio - point.static_macs_ratio:+.2f} |"
         )
     lines += ["", f"![Wall time against MACs]({prefix}wall_time.png)", ""]
     return lines
