@@ -8,7 +8,10 @@ with ``--onnx`` its ONNX Runtime stages), the time of early exit at each budget 
 measured against the static network run to its last exit (``adanet.run_to_exit``) on the
 same batches: warm-up on other test batches, then ``--repeats`` repeats of
 ``--per-repeat`` distinct batches each, the ways taking turns batch by batch. Printed: the
-median [min–max] over the repeats of the time ratio, next to the MACs ratio.
+median [min–max] over the repeats of the time ratio, next to two MACs ratios: against the last
+exit's cumulative MACs (every head up to it, the budgeted table's "% of last exit") and against
+the MACs of the static run itself (which skips the earlier heads, except in ONNX Runtime, whose
+stages each hold their head).
 
 Each scheme runs in a process of its own: oneDNN's kernel cache is per process, and a scheme
 that fills it (``exact``) would slow the others down. Set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``
@@ -39,6 +42,7 @@ from torch import Tensor
 
 import adanet
 from adanet import EarlyExitNetwork
+from adanet.cli.wall_times import static_run_macs
 
 
 def load_run(run: Path) -> tuple[EarlyExitNetwork, Tensor, dict[float, Any], list[float]]:
@@ -83,8 +87,11 @@ def child(args: argparse.Namespace) -> None:
     if len(batches) < needed:
         raise SystemExit(f"{len(batches)} test batches of {args.batch}; {needed} needed")
     out: dict[str, Any] = {}
+    image_shape = tuple(int(v) for v in images.shape[1:])
+    static_macs = static_run_macs(model, image_shape)
     with tempfile.TemporaryDirectory() as folder, torch.inference_mode():
         for name, network in ways(model, args.onnx, Path(folder)).items():
+            static_cost = costs[-1] if name == "ONNX Runtime" else static_macs
             runs = {"static": lambda x, n=network: adanet.run_to_exit(n, x, -1)}
             macs: dict[str, float] = {}
             for p in ps:
@@ -93,7 +100,7 @@ def child(args: argparse.Namespace) -> None:
                     n, x, q, costs=costs, buckets=scheme
                 )
                 result = adanet.early_exit(network, images[: args.batch * 8], policy, costs=costs)
-                macs[f"p={p}"] = result.mean_cost / costs[-1]
+                macs[f"p={p}"] = result.mean_cost
             timed = measure_stream(
                 runs,
                 lambda i: batches[i].clone(),  # a fresh tensor per batch, never reused
@@ -107,7 +114,8 @@ def child(args: argparse.Namespace) -> None:
                 "static_ms": 1e3 * statistics.median(static) / per_image,
                 **{
                     key: {
-                        "macs": macs[key],
+                        "macs": macs[key] / costs[-1],
+                        "static_macs": macs[key] / static_cost,
                         "ratios": [e / s for e, s in zip(timed[key].seconds, static, strict=True)],
                     }
                     for key in macs
@@ -154,8 +162,8 @@ def main() -> None:
                     continue
                 ratios = value["ratios"]
                 cells.append(
-                    f"{key}: MACs {value['macs']:.2f} time {statistics.median(ratios):.2f} "
-                    f"[{min(ratios):.2f}-{max(ratios):.2f}]"
+                    f"{key}: MACs {value['macs']:.2f} / vs static {value['static_macs']:.2f}, "
+                    f"time {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
                 )
             print(
                 f"{scheme:>12} {name:>13} static {values['static_ms']:.3f} ms/img | "

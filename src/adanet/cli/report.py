@@ -404,8 +404,8 @@ def write_run_report(
             say(
                 f"wall time per image over {wall.num_images} test images, {path.name}: early "
                 f"exit (p={wall.p:.2f}) {point.ms_per_image:.3f} ms = {point.time_ratio:.2f}x "
-                f"the static last exit ({path.last_exit_ms:.3f} ms) at "
-                f"{point.macs_ratio:.2f}x its MACs"
+                f"the static last exit ({path.last_exit_ms:.3f} ms), at {point.macs_ratio:.2f}x "
+                f"the last exit's cumulative MACs ({point.static_macs_ratio:.2f}x the static run's)"
             )
     say(f"wrote {report}")
     return report
