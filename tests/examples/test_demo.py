@@ -39,5 +39,5 @@ def test_wall_time_targets_use_the_fastest_way_and_every_eager_one() -> None:
 
 def test_wall_time_targets_when_nothing_was_timed() -> None:
     demo = load_example("demo")
-    ((name, met, measured),) = demo.wall_time_targets(None)
+    ((_, met, measured),) = demo.wall_time_targets(None)
     assert not met and measured == "not timed"
