@@ -71,7 +71,7 @@ def _cost_table(
 ) -> Tensor:
     if costs is None:
         return exit_costs_for(model, x.shape[1:], resolve_convention(policy, convention))
-    if isinstance(costs, Tensor):
+    if not isinstance(costs, list | tuple) or not all(isinstance(c, float | int) for c in costs):
         return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
     # The same list of costs comes with every batch of a stream: check and convert it once.
     key = tuple(costs)
