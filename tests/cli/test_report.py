@@ -193,6 +193,7 @@ def test_write_run_report_completes_the_run_folder(
         say=lambda *parts, **_: lines.append(str(parts[0])),
     )
     assert report == tmp_path / "report.md"
+    assert not model.training  # every timing and count left the model in eval mode
     text = report.read_text(encoding="utf-8")
     assert "## Wall time per image" in text and "never on the test split" in text
     stored = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
@@ -255,3 +256,9 @@ def test_static_run_macs_leave_out_every_earlier_head(model_and_loader: tuple[RA
     assert all(cost > 0 for cost in heads)
     static = static_run_macs(model, (3, 32, 32))
     assert static == pytest.approx(costs[-1] - sum(heads[:-1]))
+    assert not model.training  # left in the mode it was in
+    model.train()
+    try:
+        assert static_run_macs(model, (3, 32, 32)) == static and model.training
+    finally:
+        model.eval()

@@ -141,7 +141,11 @@ def static_run_macs(
     Raises:
         TypeError, ValueError: As :func:`adanet.measure_exit_costs`.
     """
-    costs = measure_exit_costs(_LastHeadOnly(network), tuple(image_shape), convention)
+    wrapper = _LastHeadOnly(network)
+    # Counting restores the wrapper's training flag on everything in it, the network too:
+    # give it the network's own flag.
+    wrapper.train(network.training)
+    costs = measure_exit_costs(wrapper, tuple(image_shape), convention)
     return costs[-1].macs
 
 
