@@ -18,7 +18,7 @@ that fills it (``exact``) would slow the others down. Set ``ONEDNN_PRIMITIVE_CAC
 in the environment to see how a larger cache changes the picture (the script prints it).
 
 Run: ``.venv/bin/python benchmarks/bench_stream.py --run runs/demo [--batch 64]
-[--schemes exact,pow2,half-octave,8] [--ps 0.45,1.05] [--onnx] [--threads 2]``.
+[--schemes exact,auto,pow2,half-octave,8] [--ps 0.45,1.05] [--onnx] [--threads 2]``.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True, help="an adanet train folder on digits-affine")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--schemes", default="exact,pow2,half-octave,8")
+    parser.add_argument("--schemes", default="exact,auto,pow2,half-octave,8")
     parser.add_argument("--ps", default="0.45,1.05", help="budget points (nearest in the run)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--per-repeat", type=int, default=8, help="distinct batches per repeat")

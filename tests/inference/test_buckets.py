@@ -40,6 +40,11 @@ def test_never_larger_than_the_running_batch() -> None:
 
 def test_auto_is_the_default_and_objects_pass_through() -> None:
     assert SizeBuckets.parse("auto") == DEFAULT_BUCKETS
+    # Multiples of 8 up to 64, then half octaves; a batch never grows.
+    assert DEFAULT_BUCKETS.sizes_up_to(64) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert DEFAULT_BUCKETS.sizes_up_to(300)[8:] == [96, 128, 192, 256, 300]
+    assert DEFAULT_BUCKETS.size_for(3, 5) == 5 and DEFAULT_BUCKETS.size_for(1, 1) == 1
+    assert str(DEFAULT_BUCKETS) == "sizes 8, 16, 24, …, 4096 (20 sizes)"
     buckets = SizeBuckets.multiples(4)
     assert SizeBuckets.parse(buckets) is buckets
     assert str(buckets) == "multiples of 4"

@@ -133,7 +133,8 @@ def early_exit(
             policy records, else ``"actual"``.
         buckets: The sub-batch sizes the staying samples are padded to, so that later stages
             see a bounded set of shapes and reuse their kernels across batches (see
-            :mod:`adanet.inference.buckets`): ``"auto"`` (the default, half octaves),
+            :mod:`adanet.inference.buckets`): ``"auto"`` (the default: multiples of 8 up to
+            64, then half octaves),
             ``"exact"`` or ``None`` (no padding), ``"pow2"``, ``"half-octave"``, an int
             multiple, a sequence of sizes or a :class:`~adanet.inference.SizeBuckets`.
             Padding rows never reach the logits, exit indices, costs or the policy; the real
