@@ -322,7 +322,7 @@ def write_run_report(
     metrics: dict[str, Any],
     *,
     point_series: Mapping[str, Sequence[Any]] | None = None,
-    max_timed_images: int | None = 1024,
+    max_timed_images: int | None = 768,
     onnx: bool | None = None,
     prefix: str = "",
     say: Callable[..., None] = print,
