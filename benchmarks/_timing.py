@@ -1,5 +1,10 @@
 """Timing helpers shared by the benchmarks: warm-up, repeats, median and spread, and the CPU's
-vector instruction set, so every script reports its numbers the same honest way."""
+vector instruction set, so every script reports its numbers the same honest way.
+
+:func:`measure` times one call repeated (for work whose cost does not depend on its input:
+a static forward, a compile); :func:`measure_stream` times ways of classifying side by side on
+a stream of distinct batches, which is how anything involving early exit must be timed (its
+cost depends on the batch, and kernel caches stay warm for a batch repeated)."""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
+from torch import Tensor
 
-__all__ = ["Timing", "cpu_description", "measure", "vector_isa"]
+from adanet.measure.timing import time_stream
+
+__all__ = ["Timing", "cpu_description", "measure", "measure_stream", "vector_isa"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +86,45 @@ def measure(
         wait()
         seconds.append(time.perf_counter() - tick)
     return Timing(tuple(seconds))
+
+
+def measure_stream(
+    ways: Mapping[str, Callable[[Tensor], object]],
+    make_batch: Callable[[int], Tensor],
+    *,
+    repeats: int = 5,
+    batches_per_repeat: int = 8,
+    warmup_batches: int = 4,
+) -> dict[str, Timing]:
+    """Times every way on a stream of distinct batches, side by side.
+
+    Batch ``i`` of the stream is ``make_batch(i)`` (made when needed, never timed, and never
+    reused): the first ``warmup_batches`` warm every way up untimed, then each of ``repeats``
+    repeats times ``batches_per_repeat`` further batches, each way once per batch with the
+    ways taking turns going first (:func:`adanet.measure.timing.time_stream`). No way is
+    timed twice on the same tensor, so kernel caches see what a real stream gives them.
+
+    Returns:
+        Per way, the seconds of each repeat (the sum over its batches).
+    """
+    if repeats < 1 or batches_per_repeat < 1:
+        raise ValueError("repeats and batches_per_repeat must be >= 1")
+    total = warmup_batches + repeats * batches_per_repeat
+
+    def stream() -> Iterator[Tensor]:
+        for index in range(total):
+            yield make_batch(index)
+
+    times = time_stream(ways, stream(), warmup=warmup_batches)
+    return {
+        name: Timing(
+            tuple(
+                sum(seconds[start : start + batches_per_repeat])
+                for start in range(0, len(seconds), batches_per_repeat)
+            )
+        )
+        for name, seconds in times.seconds.items()
+    }
 
 
 def vector_isa() -> str:

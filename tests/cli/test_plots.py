@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from adanet.calibration.budgeted import budgeted_sweep
-from adanet.cli.plots import plot_anytime, plot_budgeted, wilson_interval
+from adanet.cli.plots import plot_anytime, plot_budgeted, plot_time_against_macs, wilson_interval
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -203,3 +203,25 @@ def test_plot_budgeted_static_exits_and_point_series(
     assert any(list(line.get_ydata()) == pytest.approx([92.0, 92.0]) for line in ax.get_lines())
     with pytest.raises(ValueError, match="each bad record needs 'macs' or 'mean_macs'"):
         plot_budgeted(curve, tmp_path / "x.png", point_series={"bad": [{"accuracy": 0.5}]})
+
+
+@pytest.mark.usefixtures("needs_matplotlib")
+def test_plot_time_against_macs_draws_the_diagonal_and_each_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _capture_axes(monkeypatch)
+    series = {"eager": [(0.6, 0.9), (0.3, 0.5)], "optimized": [(0.3, 0.4), (0.6, 0.7)]}
+    assert_png(plot_time_against_macs(series, tmp_path / "time.png", note="batch 64"))
+    ax = figures[0].axes[0]  # type: ignore[attr-defined]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    diagonal = lines["time = MACs"]
+    assert list(diagonal.get_xdata()) == list(diagonal.get_ydata())
+    # Each way's points, in order of their MACs ratio.
+    assert list(lines["eager"].get_xdata()) == [0.3, 0.6]
+    assert list(lines["eager"].get_ydata()) == [0.5, 0.9]
+    assert list(lines["optimized"].get_ydata()) == [0.4, 0.7]
+    assert ax.get_legend().get_title().get_text() == "batch 64"
+    with pytest.raises(ValueError, match="at least one point"):
+        plot_time_against_macs({"eager": []}, tmp_path / "none.png")
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        plot_time_against_macs({"eager": [(0.5, float("nan"))]}, tmp_path / "nan.png")

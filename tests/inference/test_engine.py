@@ -154,6 +154,46 @@ def test_bad_costs_are_refused(small_model: RANet, costs: object) -> None:
         early_exit(small_model, torch.randn(2, 3, 32, 32), policy, costs=full)  # type: ignore[arg-type]
 
 
+def test_a_cost_list_is_read_afresh_each_call(small_model: RANet) -> None:
+    # Checked costs are remembered by value, so a list changed in place is read again, and a
+    # bad list is refused even after a good one.
+    n = small_model.num_exits
+    policy = EarlyExitPolicy([INF] * n)  # everybody at the last exit
+    x = torch.randn(3, 3, 32, 32)
+    costs = [float(k + 1) for k in range(n)]
+    assert early_exit(small_model, x, policy, costs=costs).cost.tolist() == [float(n)] * 3
+    costs[-1] = 10.0
+    assert early_exit(small_model, x, policy, costs=costs).cost.tolist() == [10.0] * 3
+    costs[0] = math.nan
+    with pytest.raises(ValueError, match="costs"):
+        early_exit(small_model, x, policy, costs=costs)
+
+
+class _NoPolicy:
+    """Passes the protocol check once, then loses its number of exits."""
+
+    def __init__(self, num_exits: object) -> None:
+        self.num_exits = num_exits
+
+    def initial_state(self, batch_size: int, device: object = None) -> dict[str, object]:
+        return {}
+
+    def step(self, exit_index: int, logits: torch.Tensor, state: object) -> object:
+        return torch.ones(logits.shape[0], dtype=torch.bool), state
+
+    def simulate(self, logits: object) -> torch.Tensor:
+        return torch.zeros(1, dtype=torch.long)
+
+
+def test_a_policy_class_seen_before_is_still_checked(small_model: RANet) -> None:
+    x = torch.randn(2, 3, 32, 32)
+    costs = [1.0] * small_model.num_exits
+    result = early_exit(small_model, x, _NoPolicy(small_model.num_exits), costs=costs)
+    assert result.exit_index.tolist() == [0, 0]
+    with pytest.raises(TypeError, match="num_exits must be an int"):
+        early_exit(small_model, x, _NoPolicy("3"), costs=costs)  # type: ignore[arg-type]
+
+
 def test_policy_for_another_model_is_refused(small_model: RANet) -> None:
     n = small_model.num_exits
     x = torch.randn(2, 3, 32, 32)

@@ -9,6 +9,11 @@ known, a module that computes for exit ``j`` (it runs while the network advances
 that left earlier, none missing, so the batch sizes add up. A module computing for an exit
 that no sample reaches must not run at all.
 
+With shape buckets (the default) a stage runs on the bucket's number of rows: every sample
+still in exactly once, plus padding rows up to the bucket size (copies of a sample still in,
+or the rows of samples that left while the bucket stayed the same) and never more rows than
+that: a stage never receives rows it does not need.
+
 The checker is itself tested: an ``early_exit`` that runs the whole batch through every exit
 and then picks each sample's row gives the same results but fails the check.
 """
@@ -26,6 +31,7 @@ from torch import Tensor, nn
 import adanet
 from adanet import EarlyExitNetwork, EarlyExitPolicy, EarlyExitResult
 from adanet.calibration import calibrate_shares
+from adanet.inference import BucketSpec, SizeBuckets
 from conftest import load_example
 from decision_margin import assert_same_decisions
 
@@ -162,10 +168,11 @@ def check_early_exit_skips_work(
     x: Tensor,
     policy: EarlyExitPolicy,
     costs: list[float],
+    buckets: BucketSpec = "exact",
 ) -> EarlyExitResult:
-    """Run ``run(model, x, policy, costs=costs)`` under the hooks and assert that no part
-    sees a sample after the exit it left at, and that every part sees exactly the samples
-    still in the network.
+    """Run ``run(model, x, policy, costs=costs, buckets=buckets)`` under the hooks and assert
+    that no part sees a sample after the exit it left at (beyond padding, with buckets), and
+    that every part sees every sample still in the network.
 
     Returns:
         The result of ``run``.
@@ -178,7 +185,7 @@ def check_early_exit_skips_work(
         full_exit = {name: exit_now for name, exit_now, _ in recorder.calls}
         assert len(full) == len(recorder.calls) == len(parts), "a part ran twice in forward"
         recorder.reset()
-        result = run(model, x, policy, costs=costs)
+        result = run(model, x, policy, costs=costs, buckets=buckets)
         calls = recorder.calls
     finally:
         recorder.close()
@@ -186,26 +193,34 @@ def check_early_exit_skips_work(
     exit_index = result.exit_index.cpu()
     assert_same_decisions(exit_index, policy, full_logits.cpu())
     n = len(x)
+    sizes = _running_sizes(exit_index, model.num_exits, SizeBuckets.parse(buckets))
     seen_by: dict[str, list[int]] = {}
     for name, exit_now, rows in calls:
         assert name not in seen_by, f"{name} ran twice"
         assert exit_now == full_exit[name], f"{name} ran for exit {exit_now}, not {full_exit[name]}"
-        samples = _identify(rows, full[name], name)
-        gone = sorted(i for i in samples if exit_index[i] < exit_now)
-        assert not gone, (
-            f"{name} (computing for exit {exit_now}) saw samples {gone}, which had left at "
-            f"exits {exit_index[gone].tolist()}"
-        )
-        seen_by[name] = samples
+        seen_by[name] = _identify(rows, full[name], name)
     for name in parts:
         j = full_exit[name]
+        samples = seen_by.get(name, [])
         still_in = [i for i in range(n) if exit_index[i] >= j]
-        # The batch size each part sees is the number of samples still present.
-        assert len(seen_by.get(name, [])) == len(still_in), (
-            f"{name} (exit {j}) saw {len(seen_by.get(name, []))} samples, {len(still_in)} "
-            "were still in the network"
+        assert set(still_in) <= set(samples), (
+            f"{name} (exit {j}) missed samples {sorted(set(still_in) - set(samples))}"
         )
-        assert sorted(seen_by.get(name, [])) == still_in, f"{name} saw other samples"
+        padding = len(samples) - len(still_in)
+        if buckets == "exact" or not still_in:
+            gone = sorted(i for i in samples if exit_index[i] < max(j, 0))
+            assert not gone, (
+                f"{name} (computing for exit {j}) saw samples {gone}, which had left at "
+                f"exits {exit_index[gone].tolist()}"
+            )
+            # The batch size each part sees is the number of samples still present.
+            assert padding == 0 and sorted(samples) == still_in, f"{name} saw other samples"
+        else:
+            # Every sample still in (checked above); the other rows are padding (copies of a
+            # sample still in, or samples that left) up to the bucket size, never beyond.
+            assert len(samples) == sizes[max(j, 0)], (
+                f"{name} (exit {j}) ran on {len(samples)} rows, the bucket holds {sizes[j]}"
+            )
     # The samples leaving at each exit add up to the batch.
     counts = torch.bincount(exit_index, minlength=model.num_exits)
     assert int(counts.sum()) == n
@@ -213,6 +228,17 @@ def check_early_exit_skips_work(
         result.logits, full_logits[exit_index, torch.arange(n)], rtol=1e-4, atol=1e-4
     )
     return result
+
+
+def _running_sizes(exit_index: Tensor, num_exits: int, buckets: SizeBuckets) -> list[int]:
+    """Rows of the batch each exit's stage runs on: the batch, then after each exit the bucket
+    of the samples still in, unless that bucket is no smaller than the running batch."""
+    sizes = [len(exit_index)]
+    for k in range(num_exits - 1):
+        staying = int((exit_index > k).sum())
+        target = buckets.size_for(staying, sizes[-1]) if staying else 0
+        sizes.append(target)
+    return sizes
 
 
 def _policy(model: EarlyExitNetwork, x: Tensor, shares: list[float]) -> EarlyExitPolicy:
@@ -247,10 +273,12 @@ def _prepare(
     return model, parts, x, costs
 
 
-def _check(run: EarlyExitFunction, network: str, **kwargs: Any) -> EarlyExitResult:
+def _check(
+    run: EarlyExitFunction, network: str, buckets: BucketSpec = "exact", **kwargs: Any
+) -> EarlyExitResult:
     model, parts, x, costs = _prepare(network, **kwargs)
     policy = _policy(model, x, _spread_shares(model.num_exits))
-    result = check_early_exit_skips_work(run, model, parts, x, policy, costs)
+    result = check_early_exit_skips_work(run, model, parts, x, policy, costs, buckets)
     used = set(result.exit_index.tolist())
     assert {0, model.num_exits - 1} <= used and len(used) >= 3, f"exits used: {sorted(used)}"
     return result
@@ -261,6 +289,19 @@ def test_no_part_sees_a_sample_after_it_left(network: str) -> None:
     _check(adanet.early_exit, network)
 
 
+@pytest.mark.parametrize("buckets", ["auto", "pow2", "8"])
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_with_buckets_parts_see_the_samples_still_in_and_padding_only(
+    network: str, buckets: str
+) -> None:
+    spec: BucketSpec = int(buckets) if buckets.isdigit() else buckets
+    result = _check(adanet.early_exit, network, buckets=spec)
+    reached = int(result.exit_index.max()) + 1
+    sizes = _running_sizes(result.exit_index, reached, SizeBuckets.parse(spec))
+    # The check is not vacuous: some stage ran on padding rows.
+    assert any(size > int((result.exit_index >= j).sum()) for j, size in enumerate(sizes))
+
+
 def test_parts_after_the_last_sample_left_never_run() -> None:
     model, parts, x, costs = _prepare("ranet")
     shares = [0.5, 0.5] + [0.0] * (model.num_exits - 2)  # everybody gone after exit 1
@@ -269,8 +310,9 @@ def test_parts_after_the_last_sample_left_never_run() -> None:
     assert int(result.exit_index.max()) <= 1
 
 
-def test_optimized_model_skips_work() -> None:
-    _check(adanet.early_exit, "ranet", optimize=True)
+@pytest.mark.parametrize("buckets", ["exact", "auto"])
+def test_optimized_model_skips_work(buckets: str) -> None:
+    _check(adanet.early_exit, "ranet", buckets=buckets, optimize=True)
 
 
 @pytest.mark.slow
@@ -289,7 +331,7 @@ def test_compiled_model_skips_work(network: str) -> None:
 
 
 def _run_everything_then_pick(
-    model: EarlyExitNetwork, x: Tensor, policy: EarlyExitPolicy, *, costs: list[float]
+    model: EarlyExitNetwork, x: Tensor, policy: EarlyExitPolicy, *, costs: list[float], **_: Any
 ) -> EarlyExitResult:
     """A fake early exit: the right answers, computed the expensive way."""
     with torch.no_grad():

@@ -69,14 +69,33 @@ def test_evaluate_policy_matches_simulation(
     costs = [r.macs for r in anytime.records]
     assert run.mean_cost == pytest.approx(sum(costs[int(e)] for e in exits) / 24)
     assert run.seconds_per_image > 0
-    # Latency of the policy and of both static baselines, from the same run (3 batches).
+    # Latency of the policy and of both static baselines, from the same run: 3 batches, the
+    # first of which warms up and is not timed.
     for stats in (run.latency, run.all_exits_latency, run.last_exit_latency):
-        assert stats is not None and stats.num_batches == 3
+        assert stats is not None and stats.num_batches == 2
         assert 0 < stats.p50_batch_seconds <= stats.p95_batch_seconds
         assert stats.images_per_second > 0
-    quick = evaluate_policy(model, loader, policy, baselines=False)
+    quick = evaluate_policy(model, loader, policy, baselines=False, warmup_batches=0)
     assert quick.all_exits_latency is None and quick.last_exit_latency is None
+    assert quick.latency is not None and quick.latency.num_batches == 3
     assert quick.accuracy == run.accuracy
+    # Padding buckets change nothing that is scored.
+    exact = evaluate_policy(model, loader, policy, buckets="exact")
+    assert exact.exit_fractions == run.exit_fractions and exact.accuracy == run.accuracy
+
+
+def test_evaluate_policy_times_nothing_it_used_to_warm_up(
+    model_and_loader: tuple[RANet, DataLoader],
+) -> None:
+    model, loader = model_and_loader
+    x, y = loader.dataset.tensors  # type: ignore[attr-defined]
+    policy = EarlyExitPolicy([float("inf")] * model.num_exits)
+    single = evaluate_policy(model, [(x, y)], policy)  # one batch: the warm-up only
+    assert single.num_samples == 24 and single.accuracy >= 0
+    assert math.isnan(single.seconds_per_image)
+    assert single.latency is None and single.last_exit_latency is None
+    with pytest.raises(ValueError, match="warmup_batches must be an int >= 0"):
+        evaluate_policy(model, loader, policy, warmup_batches=-1)
 
 
 def test_empty_loader() -> None:

@@ -3,6 +3,8 @@ early_exit pays; timings are printed by benchmarks/bench_latency.py, never asser
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -72,3 +74,23 @@ def test_latency_on_another_device_leaves_the_model_alone(model: RANet) -> None:
     costs = adanet.measure_exit_latency(model, 32, batch_size=8, device="cuda", repeats=3)
     assert len(costs) == model.num_exits and costs == sorted(costs)
     assert next(model.parameters()).device.type == "cpu"
+
+
+def test_latency_is_timed_on_distinct_batches(
+    model: RANet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adanet.inference.engine as engine
+
+    seen: list[torch.Tensor] = []
+    real = engine.early_exit
+
+    def recording(network: object, x: torch.Tensor, *args: object, **kwargs: object) -> object:
+        seen.append(x)
+        return real(network, x, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine, "early_exit", recording)
+    adanet.measure_exit_latency(model, 32, batch_size=2, repeats=3, warmup=1)
+    # Per exit, one warm-up batch and three timed ones, each a batch never seen before.
+    assert len(seen) == 4 * model.num_exits
+    assert len({id(x) for x in seen}) == len(seen)
+    assert all(not torch.equal(a, b) for a, b in itertools.pairwise(seen))

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Z_95", "plot_anytime", "plot_budgeted", "wilson_interval"]
+__all__ = ["Z_95", "plot_anytime", "plot_budgeted", "plot_time_against_macs", "wilson_interval"]
 
 _INSTALL_HINT = 'plotting needs matplotlib; install it with: pip install "adanet-torch[plot]"'
 _MEGA = 1e6
@@ -269,4 +269,62 @@ def plot_budgeted(
         ax.plot(rx, ry, marker="x", linestyle="--", label=str(label))
     _style_axes(ax, title)
     ax.legend(loc="lower right", title=_ci_note(num_samples) or None, title_fontsize=7, fontsize=8)
+    return _finish(figure, canvas, path)
+
+
+def plot_time_against_macs(
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "Early exit: wall time against MACs",
+    note: str = "",
+) -> Path:
+    """Plots each budget point's wall-time ratio against its MACs ratio, with the diagonal.
+
+    Both ratios are relative to the static network run to its last exit (its time and its
+    MACs): a point on the diagonal saves as much time as MACs, a point above it saves less, a
+    point above 1 takes longer than not exiting early at all.
+
+    Args:
+        series: Per way of running the network (``"eager"``, ``"ONNX Runtime"``, ...), its
+            ``(macs_ratio, time_ratio)`` points.
+        path: Where to write the PNG; parent folders are created.
+        title: Figure title.
+        note: A line under the legend (the machine, the batch size).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ImportError: If matplotlib is not installed.
+        ValueError: If there is no point, or a ratio is not a finite non-negative number.
+    """
+    if not any(series.values()):
+        raise ValueError("plot_time_against_macs needs at least one point")
+    top = 1.0
+    for label, points in series.items():
+        for macs, seconds in points:
+            if not (math.isfinite(macs) and math.isfinite(seconds) and min(macs, seconds) >= 0):
+                raise ValueError(f"{label}: ratios must be finite and >= 0, got {(macs, seconds)}")
+            top = max(top, macs, seconds)
+    figure, canvas = _figure_and_canvas()
+    ax = figure.add_subplot(1, 1, 1)
+    ax.plot([0, top], [0, top], color="tab:gray", linestyle="--", linewidth=1, label="time = MACs")
+    ax.axhline(1.0, color="tab:gray", linestyle=":", linewidth=1, label="static last exit")
+    markers = iter("os^DvP*X")
+    for label, points in series.items():
+        ordered = sorted(points)
+        ax.plot(
+            [m for m, _ in ordered],
+            [t for _, t in ordered],
+            marker=next(markers, "o"),
+            label=str(label),
+        )
+    ax.set_xlim(0, 1.05 * top)
+    ax.set_ylim(0, 1.05 * top)
+    ax.set_xlabel("MACs per image / static last exit's")
+    ax.set_ylabel("Wall time per image / static last exit's")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", title=note or None, title_fontsize=7, fontsize=8)
     return _finish(figure, canvas, path)

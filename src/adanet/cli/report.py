@@ -1,13 +1,14 @@
 """A run's ``report.md``: its config, the anytime and budgeted tables with confidence
-intervals, wall time per image of real early exit against the all-exit and the last-exit-only
-model, and the two plots.
+intervals, the wall time of every budget point's real early exit against the static last exit
+(eager, optimized, ONNX Runtime), and the three plots.
 
 :func:`write_run_report` is called after :func:`adanet.cli.evaluate_run` with the metrics it
 returned. It adds 95% Wilson intervals (:func:`adanet.cli.plots.wilson_interval`) to the anytime
-and budgeted rows of ``metrics.json``, times the three ways of running the network on the same
-test images, redraws ``anytime.png`` and ``budgeted.png`` with the intervals and the static
-single-exit baselines, and writes ``report.md``. :func:`render_report` is the pure part: the
-markdown for a given metrics dict.
+and budgeted rows of ``metrics.json``, times every budget point on a stream of test batches
+(:mod:`adanet.cli.wall_times`), redraws ``anytime.png`` and ``budgeted.png`` with the
+intervals and the static single-exit baselines, draws ``wall_time.png`` (time ratio against
+MACs ratio), and writes ``report.md``. :func:`render_report` is the pure part: the markdown
+for a given metrics dict.
 
 Every accuracy in the report is measured on the test split; the early-exit thresholds were
 calibrated on the validation split (the report says which split was used, and warns loudly if a
@@ -18,21 +19,26 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from adanet._atomic import atomic_path, write_json_atomic, write_text_atomic
 from adanet._device import module_device
-from adanet.cli.plots import plot_anytime, plot_budgeted, wilson_interval
-from adanet.inference.engine import early_exit, run_to_exit
+from adanet.cli.plots import plot_anytime, plot_budgeted, plot_time_against_macs, wilson_interval
+from adanet.cli.wall_times import (
+    WallTimes,
+    measure_wall_times,
+    static_run_macs,
+    wall_time_lines,
+)
+from adanet.costs.counting import Convention
+from adanet.deploy.optimize import optimize_for_inference
 from adanet.models.early_exit_network import EarlyExitNetwork
-from adanet.policies.protocol import ExitDecider
 from adanet.policies.serialization import policy_from_dict
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "cheapest_within",
     "measure_wall_times",
     "render_report",
+    "timing_networks",
     "write_run_report",
 ]
 
@@ -51,109 +58,6 @@ CI_METHOD = "Wilson score interval, 95%"
 """How the confidence intervals of every accuracy are computed."""
 
 Batch = Sequence[Tensor]
-
-
-@dataclass(frozen=True)
-class WallTimes:
-    """Wall time per image of three ways to classify the same images.
-
-    Attributes:
-        early_exit: :func:`adanet.early_exit` under the timed policy.
-        all_exits: The plain forward (``model(x)``), which computes every exit's logits.
-        last_exit_only: The network up to the last exit with only the last head applied: the
-            static model without early exit.
-        num_images: How many images were timed.
-        batch_size: Largest batch the loader yielded.
-        p: The ``p`` of the timed budgeted policy.
-    """
-
-    early_exit: float
-    all_exits: float
-    last_exit_only: float
-    num_images: int
-    batch_size: int
-    p: float
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure_wall_times(
-    model: EarlyExitNetwork,
-    loader: Iterable[Batch],
-    policy: ExitDecider,
-    *,
-    p: float = float("nan"),
-    costs: Sequence[float] | None = None,
-    max_images: int | None = None,
-) -> WallTimes:
-    """Times early exit, the all-exit forward and the last-exit-only forward, batch by batch.
-
-    The three are run one after the other on each batch (so a slower or busier moment of the
-    machine affects all three alike), after one untimed warm-up batch; data loading is not
-    timed. The model is switched to eval mode and restored afterwards.
-
-    Args:
-        model: The network.
-        loader: Yields ``(images, targets)`` batches.
-        policy: The early-exit policy to time.
-        p: The budget's ``p``, only recorded.
-        costs: Per-exit cumulative costs given to :func:`adanet.early_exit` (measured if
-            omitted).
-        max_images: Stop after about this many images (whole batches); ``None`` times all.
-
-    Returns:
-        Seconds per image of each way.
-
-    Raises:
-        ValueError: If the loader yields no images or ``max_images < 1``.
-    """
-    if max_images is not None and max_images < 1:
-        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
-    device = module_device(model)
-    was_training = model.training
-    model.eval()
-    seconds = {"early_exit": 0.0, "all_exits": 0.0, "last_exit_only": 0.0}
-    runs: dict[str, Callable[[Tensor], object]] = {
-        "early_exit": lambda x: early_exit(model, x, policy, costs=costs),
-        "all_exits": model,
-        "last_exit_only": lambda x: run_to_exit(model, x, -1),
-    }
-    total = 0
-    batch_size = 0
-    warmed = False
-    try:
-        with torch.no_grad():
-            for images, _ in loader:
-                x = images.to(device)
-                if not warmed:
-                    for run in runs.values():
-                        run(x)
-                    warmed = True
-                for name, run in runs.items():
-                    _synchronize(device)
-                    start = time.perf_counter()
-                    run(x)
-                    _synchronize(device)
-                    seconds[name] += time.perf_counter() - start
-                total += int(x.shape[0])
-                batch_size = max(batch_size, int(x.shape[0]))
-                if max_images is not None and total >= max_images:
-                    break
-    finally:
-        model.train(was_training)
-    if total == 0:
-        raise ValueError("the loader yielded no images")
-    return WallTimes(
-        early_exit=seconds["early_exit"] / total,
-        all_exits=seconds["all_exits"] / total,
-        last_exit_only=seconds["last_exit_only"] / total,
-        num_images=total,
-        batch_size=batch_size,
-        p=p,
-    )
 
 
 def add_confidence_intervals(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -335,26 +239,80 @@ def render_report(
             lines.append("No budget came within 1 point of the last exit.")
         lines += ["", ci_note, "", f"![Budgeted batch classification]({prefix}budgeted.png)", ""]
     if wall_times is not None:
-        base = wall_times.last_exit_only
-        lines += [
-            "## Wall time per image",
-            "",
-            f"The same {wall_times.num_images} test images in batches of up to "
-            f"{wall_times.batch_size}, the three runs interleaved batch by batch on "
-            f"{metrics.get('device', 'the evaluation device')}; data loading excluded.",
-            "",
-            "| model | ms / image | relative to last exit only |",
-            "|---|---:|---:|",
-        ]
-        for name, value in (
-            (f"real early exit (p = {wall_times.p:.2f})", wall_times.early_exit),
-            ("all exits (`model(x)`)", wall_times.all_exits),
-            ("last exit only (static)", wall_times.last_exit_only),
-        ):
-            ratio = value / base if base > 0 else float("nan")
-            lines.append(f"| {name} | {1e3 * value:.3f} | {ratio:.2f}× |")
-        lines.append("")
+        lines += wall_time_lines(
+            wall_times, str(metrics.get("device", "the evaluation device")), prefix
+        )
     return "\n".join(lines)
+
+
+def timing_networks(
+    model: EarlyExitNetwork,
+    image_shape: Sequence[int],
+    *,
+    onnx: bool | None = None,
+    say: Callable[..., None] = print,
+) -> dict[str, EarlyExitNetwork]:
+    """The ways of running ``model`` the report times: as it is (``"eager"``), its
+    :func:`adanet.optimize_for_inference` copy (``"optimized"``) and, with ``onnx`` (``None``:
+    where the ``onnx`` extra is installed and the model is on the CPU), its stages exported
+    with :func:`adanet.export_onnx` and run by ONNX Runtime (``"ONNX Runtime"``).
+
+    An export that fails leaves ONNX Runtime out, with a note through ``say``.
+    """
+    networks: dict[str, EarlyExitNetwork] = {"eager": model}
+    networks["optimized"] = optimize_for_inference(model)
+    on_cpu = module_device(model).type == "cpu"
+    if onnx is False or (onnx is None and not (on_cpu and _onnx_installed())):
+        return networks
+    from adanet.deploy.onnx import OnnxRuntimeNetwork, export_onnx
+
+    with tempfile.TemporaryDirectory(prefix="adanet-report-onnx-") as folder:
+        try:
+            export_onnx(model.eval(), Path(folder) / "stages", tuple(image_shape))
+            # The sessions hold the graphs: the files can go once they are loaded.
+            networks["ONNX Runtime"] = OnnxRuntimeNetwork(Path(folder) / "stages")
+        except (ImportError, RuntimeError, ValueError, TypeError) as error:
+            say(f"note: no ONNX Runtime timing ({type(error).__name__}: {str(error)[:200]})")
+    return networks
+
+
+def _onnx_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript"))
+
+
+def _time_budget_points(
+    model: EarlyExitNetwork,
+    test_loader: Iterable[Batch],
+    metrics: Mapping[str, Any],
+    stored: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> WallTimes:
+    """Every budget point of ``policies.json`` timed on each way of running the model."""
+    budgeted = metrics.get("budgeted") or []
+    chosen = cheapest_within(metrics) or max(budgeted, key=lambda r: float(r["accuracy"]))
+    policies = {
+        float(entry["p"]): policy_from_dict(entry["policy"]) for entry in stored["policies"]
+    }
+    costs = stored.get("costs") or [float(row["macs"]) for row in metrics["anytime"]]
+    first = next(iter(test_loader))
+    image_shape = tuple(int(v) for v in first[0].shape[1:])
+    networks = timing_networks(model, image_shape, onnx=options["onnx"], say=options["say"])
+    recorded = stored.get("cost_convention") or metrics.get("cost_convention")
+    convention: Convention = "reference" if recorded == "reference" else "actual"
+    # The eager and optimized static runs skip the earlier heads; ONNX Runtime's stages each
+    # hold their head, so its static run costs the last exit's cumulative MACs.
+    static = static_run_macs(model, image_shape, convention)
+    return measure_wall_times(
+        networks,
+        test_loader,
+        policies,
+        costs=costs,
+        p=float(chosen["p"]),
+        max_images=options["max_images"],
+        static_macs={"eager": static, "optimized": static},
+    )
 
 
 def write_run_report(
@@ -364,15 +322,19 @@ def write_run_report(
     metrics: dict[str, Any],
     *,
     point_series: Mapping[str, Sequence[Any]] | None = None,
-    max_timed_images: int | None = 2048,
+    max_timed_images: int | None = 768,
+    onnx: bool | None = None,
     prefix: str = "",
     say: Callable[..., None] = print,
 ) -> Path:
     """Completes a run folder: intervals in ``metrics.json``, plots with intervals, ``report.md``.
 
-    The policy timed is the cheapest budget within one point of the last exit (else the most
-    accurate one), rebuilt from ``policies.json`` in ``save``. Without budgeted rows only the
-    anytime part is written.
+    Every budget point of ``policies.json`` (in ``save``) is timed against the static last
+    exit on a stream of test batches (:func:`adanet.cli.wall_times.measure_wall_times`), for
+    the eager model, its optimized copy and (``onnx``) its ONNX Runtime stages; the report's
+    budget point is the cheapest within one point of the last exit (else the most accurate
+    one). The section and ``wall_time.png`` show the trade-off in time. Without budgeted rows
+    only the anytime part is written.
 
     Args:
         model: The evaluated network.
@@ -381,7 +343,11 @@ def write_run_report(
         metrics: The metrics :func:`adanet.cli.evaluate_run` returned; updated in place.
         point_series: Extra labelled points for the budgeted plot (e.g. risk-controlled
             policies): records with ``mean_macs`` and ``accuracy``.
-        max_timed_images: Images timed per way (``None``: the whole test set).
+        max_timed_images: Images timed per way of running the model (``None``: the whole test
+            set; 0: no wall-time section).
+        onnx: Time the ONNX Runtime stages too; ``None``: where the ``onnx`` extra is
+            installed and the model is on the CPU (exporting takes a while: ~20 s for the
+            demo's model on 2 cores).
         prefix: Prefix of every file read and written (``"eval_"`` for ``adanet eval``,
             which must not replace the training run's files).
         say: Where progress lines go.
@@ -395,20 +361,11 @@ def write_run_report(
     wall: WallTimes | None = None
     budgeted = metrics.get("budgeted") or []
     policies_path = folder / f"{prefix}policies.json"
-    if budgeted and policies_path.is_file():
-        chosen = cheapest_within(metrics) or max(budgeted, key=lambda r: float(r["accuracy"]))
+    if budgeted and policies_path.is_file() and max_timed_images != 0:
         stored = json.loads(policies_path.read_text(encoding="utf-8"))
-        by_p = {float(entry["p"]): entry["policy"] for entry in stored["policies"]}
-        policy = policy_from_dict(by_p[float(chosen["p"])])
-        wall = measure_wall_times(
-            model,
-            test_loader,
-            policy,
-            p=float(chosen["p"]),
-            costs=stored.get("costs"),
-            max_images=max_timed_images,
-        )
-        metrics["wall_time"] = asdict(wall)
+        options = {"onnx": onnx, "say": say, "max_images": max_timed_images or 10**9}
+        wall = _time_budget_points(model, test_loader, metrics, stored, options)
+        metrics["wall_time"] = {**asdict(wall), "recommended": wall.recommended.name}
     metrics.setdefault("device", str(module_device(model)))
     try:
         with atomic_path(folder / f"{prefix}anytime.png") as temporary:
@@ -422,6 +379,16 @@ def write_run_report(
                     static_exits=metrics["anytime"],
                     point_series=point_series,
                 )
+        if wall is not None:
+            with atomic_path(folder / f"{prefix}wall_time.png") as temporary:
+                plot_time_against_macs(
+                    {
+                        path.name: [(pt.static_macs_ratio, pt.time_ratio) for pt in path.points]
+                        for path in wall.paths
+                    },
+                    temporary,
+                    note=f"batch {wall.batch_size}, {wall.threads} threads, {wall.isa}",
+                )
     except ImportError as error:
         say(f"note: no plots ({error})")
     write_json_atomic(folder / f"{prefix}metrics.json", metrics)
@@ -432,10 +399,13 @@ def write_run_report(
     report = folder / f"{prefix}{REPORT_NAME}"
     write_text_atomic(report, render_report(metrics, config=config, wall_times=wall, prefix=prefix))
     if wall is not None:
-        say(
-            f"wall time per image over {wall.num_images} test images: early exit "
-            f"(p={wall.p:.2f}) {1e3 * wall.early_exit:.3f} ms, all exits "
-            f"{1e3 * wall.all_exits:.3f} ms, last exit only {1e3 * wall.last_exit_only:.3f} ms"
-        )
+        for path in wall.paths:
+            point = path.at(wall.p)
+            say(
+                f"wall time per image over {wall.num_images} test images, {path.name}: early "
+                f"exit (p={wall.p:.2f}) {point.ms_per_image:.3f} ms = {point.time_ratio:.2f}x "
+                f"the static last exit ({path.last_exit_ms:.3f} ms), at {point.macs_ratio:.2f}x "
+                f"the last exit's cumulative MACs ({point.static_macs_ratio:.2f}x the static run's)"
+            )
     say(f"wrote {report}")
     return report

@@ -1,9 +1,16 @@
 """``early_exit``: real, batched early exit.
 
 The network runs exit by exit (see :mod:`adanet.models.early_exit_network`). After each exit
-the policy decides which samples leave; their logits are stored, and the network carries on with the
-remaining samples only, every tensor of its state compacted. A sample that leaves at exit
-``k`` costs exactly the blocks up to exit ``k``; nothing is computed for it afterwards.
+the policy decides which samples leave (:func:`_decide`, the one step that looks at the
+logits); their logits are stored, and the network carries on with the remaining samples only.
+A sample that leaves at exit ``k`` is charged exactly the blocks up to exit ``k``.
+
+Shape-stable compaction: the number of remaining samples is rounded up to a bucket size
+(:mod:`adanet.inference.buckets`), so later stages see a bounded set of batch shapes and
+reuse their kernels across a stream of batches. The state is compacted (every tensor of it
+copied to the remaining rows) only when that bucket shrinks; otherwise the rows of samples
+that left stay in the batch as padding. Padding rows are never read back: the policy, the
+logits, the exit indices and the costs only ever see the real samples.
 
 The only host–device synchronisation is one count per exit (how many samples remain),
 which compaction needs to know the new batch size.
@@ -13,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -20,6 +28,7 @@ from torch import Tensor
 from adanet._validation import check_costs
 from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
+from adanet.inference.buckets import BucketSpec, SizeBuckets
 from adanet.inference.budget import BudgetGuard
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.models.state import select_samples
@@ -63,7 +72,35 @@ def _cost_table(
 ) -> Tensor:
     if costs is None:
         return exit_costs_for(model, x.shape[1:], resolve_convention(policy, convention))
-    return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+    if not isinstance(costs, list | tuple) or not all(isinstance(c, float | int) for c in costs):
+        return torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+    # The same list of costs comes with every batch of a stream: check and convert it once.
+    key = tuple(costs)
+    table = _CHECKED_COSTS.get(key)
+    if table is None or table.shape[0] != model.num_exits:
+        table = torch.tensor(check_costs(costs, model.num_exits), dtype=torch.float64)
+        if len(_CHECKED_COSTS) >= 64:
+            _CHECKED_COSTS.clear()
+        _CHECKED_COSTS[key] = table
+    return table
+
+
+# Cost lists already checked, by value (bounded: cleared when it grows past 64 entries).
+_CHECKED_COSTS: dict[tuple[object, ...], Tensor] = {}
+# Policy classes that passed the protocol check; a runtime Protocol isinstance check costs tens
+# of microseconds, a batch-1 early exit a few hundred.
+_POLICY_TYPES: set[type] = set()
+
+
+def _checked_policy(policy: object) -> ExitDecider:
+    if type(policy) not in _POLICY_TYPES:
+        checked = check_policy(policy)
+        _POLICY_TYPES.add(type(policy))
+        return checked
+    num_exits = getattr(policy, "num_exits", None)
+    if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+        return check_policy(policy)  # raises, naming the problem
+    return cast(ExitDecider, policy)
 
 
 def early_exit(
@@ -73,6 +110,7 @@ def early_exit(
     *,
     costs: Sequence[float] | Tensor | None = None,
     convention: Convention | None = None,
+    buckets: BucketSpec = "auto",
     budget: float | None = None,
 ) -> EarlyExitResult:
     """Run ``model`` on ``x`` with real early exit under ``policy``.
@@ -95,6 +133,14 @@ def early_exit(
             non-decreasing); measured with :func:`measure_exit_costs` (and cached) when omitted.
         convention: The cost convention used when ``costs`` is omitted; defaults to the one the
             policy records, else ``"actual"``.
+        buckets: The sub-batch sizes the staying samples are padded to, so that later stages
+            see a bounded set of shapes and reuse their kernels across batches (see
+            :mod:`adanet.inference.buckets`): ``"auto"`` (the default: multiples of 8 up to
+            64, then half octaves),
+            ``"exact"`` or ``None`` (no padding), ``"pow2"``, ``"half-octave"``, an int
+            multiple, a sequence of sizes or a :class:`~adanet.inference.SizeBuckets`.
+            Padding rows never reach the logits, exit indices, costs or the policy; the real
+            samples' results equal the unpadded computation up to float rounding.
         budget: The most the whole batch may cost, in the units of the costs (MACs unless
             ``costs`` says otherwise). Where the samples that want to stay cannot all afford the
             next exit, the ones closest to leaving by the policy's measure leave now (see
@@ -108,12 +154,12 @@ def early_exit(
         TypeError: ``model`` or ``policy`` does not follow its protocol (e.g. ``None``).
         RuntimeError: The model is in train mode.
         ValueError: The policy was calibrated for another number of exits or classes, input
-            size or cost convention; bad ``costs``; the input is not a valid batch; or
-            ``budget`` is negative, NaN, or cannot pay the first exit of every image.
+            size or cost convention; bad ``costs`` or ``buckets``; the input is not a valid
+            batch; or ``budget`` is negative, NaN, or cannot pay the first exit of every image.
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(f"early_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
-    policy = check_policy(policy)
+    policy = _checked_policy(policy)
     if model.training:
         raise RuntimeError(
             "early_exit needs the model in eval mode (call model.eval()): in train mode "
@@ -123,54 +169,115 @@ def early_exit(
     num_exits = model.num_exits
     check_policy_fits(policy, num_exits=num_exits, input_size=tuple(x.shape[2:]))
     cost_table = _cost_table(model, x, policy, costs, convention)
+    sizes = SizeBuckets.parse(buckets)
     # --- per-batch budget (adanet.inference.budget): validated before any work is done.
     guard = None if budget is None else BudgetGuard(policy, cost_table, budget, x.shape[0])
 
     with torch.no_grad():
-        logits, exit_index = _run(model, x, policy, guard)
+        logits, exit_index = _run(model, x, policy, sizes, guard)
     cost = cost_table.to(x.device)[exit_index]
     return EarlyExitResult(logits=logits, exit_index=exit_index, cost=cost)
 
 
 def _run(
-    model: EarlyExitNetwork, x: Tensor, policy: ExitDecider, guard: BudgetGuard | None = None
+    model: EarlyExitNetwork,
+    x: Tensor,
+    policy: ExitDecider,
+    buckets: SizeBuckets,
+    guard: BudgetGuard | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Each sample's logits from the exit it leaves at, and that exit: the early-exit loop."""
-    n, device, num_exits = x.shape[0], x.device, model.num_exits
-    remaining = torch.arange(n, device=device)  # input positions of the samples still in
-    exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=device)
+    n, num_exits = x.shape[0], model.num_exits
+    batch = _Batch(torch.arange(n, device=x.device), None, n)
+    exit_index = torch.full((n,), num_exits - 1, dtype=torch.long, device=x.device)
     out: Tensor | None = None
     walk = ExitWalk(model, x)
-    decision_state = policy.initial_state(n, device)
+    decision_state = policy.initial_state(n, x.device)
     for k, feature in enumerate(walk.features()):
-        logits = walk.head(feature)  # [n_k, num_classes]
+        logits = batch.real_rows(walk.head(feature))  # [m, num_classes], no padding row
         if out is None:
             check_policy_fits(policy, num_exits=num_exits, num_classes=logits.shape[1])
             out = logits.new_empty((n, logits.shape[1]))
         if k == num_exits - 1:
-            out.index_copy_(0, remaining, logits)
+            out.index_copy_(0, batch.remaining, logits)
             break
-        leaving, decision_state = policy.step(k, logits, decision_state)
-        leaving = _checked_mask(policy, leaving, logits.shape[0])
+        leaving, decision_state = _decide(policy, k, logits, decision_state)
         if guard is not None:  # --- per-batch budget: force out whom the budget cannot carry
             leaving = guard.limit(k, logits, leaving, decision_state)
-        # A stable sort puts the staying samples first in their order; one count (the single
-        # sync of this exit) splits staying from leaving.
-        order = torch.argsort(leaving.to(torch.int8), stable=True)
-        staying = int((~leaving).sum())
-        gone = order[staying:]
-        if gone.numel():
-            out.index_copy_(0, remaining[gone], logits[gone])
-            exit_index.index_fill_(0, remaining[gone], k)
-        if staying == 0:
+        # One count (the single sync of this exit) splits staying from leaving.
+        count = logits.shape[0]
+        staying = count - int(leaving.sum())
+        if staying == 0:  # everybody leaves
+            out.index_copy_(0, batch.remaining, logits)
+            exit_index.index_fill_(0, batch.remaining, k)
             break
-        if staying < logits.shape[0]:
-            kept = order[:staying]
-            walk.keep(kept)
-            decision_state = select_samples(decision_state, kept)
-            remaining = remaining[kept]
+        if staying == count:  # nobody leaves
+            continue
+        # A stable sort puts the staying samples first, in their order.
+        order = torch.argsort(leaving.to(torch.int8), stable=True)
+        gone = order[staying:]
+        out.index_copy_(0, batch.remaining[gone], logits[gone])
+        exit_index.index_fill_(0, batch.remaining[gone], k)
+        kept = order[:staying]
+        decision_state = select_samples(decision_state, kept)
+        batch.keep(kept, buckets, walk)
     assert out is not None  # num_exits >= 1
     return out, exit_index
+
+
+def _decide(policy: ExitDecider, exit_index: int, logits: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """The policy's decision at one exit: which of the real samples leave, and its new state.
+
+    Only real samples reach the policy (never a padding row), so its state and decisions are
+    those of the unpadded computation.
+    """
+    leaving, state = policy.step(exit_index, logits, state)
+    return _checked_mask(policy, leaving, logits.shape[0]), state
+
+
+class _Batch:
+    """Where the samples still in the network sit in the batch the network runs on.
+
+    The running batch holds the real samples and, after a bucketed compaction, padding rows
+    (copies of a real row, or the rows of samples that left while the bucket stayed the
+    same). Padding is computed like any row, per sample (every layer works per sample in eval
+    mode), and never read back.
+
+    Attributes:
+        remaining: ``[m]`` input positions of the samples still in.
+        rows: ``[m]`` their rows in the running batch; ``None`` when they are its first ``m``.
+        size: Rows of the running batch (``>= m``).
+    """
+
+    def __init__(self, remaining: Tensor, rows: Tensor | None, size: int) -> None:
+        self.remaining = remaining
+        self.rows = rows
+        self.size = size
+
+    def real_rows(self, values: Tensor) -> Tensor:
+        """The rows of ``values`` (one per row of the running batch) of the real samples."""
+        if self.rows is not None:
+            return values.index_select(0, self.rows)
+        m = self.remaining.shape[0]
+        return values if m == self.size else values[:m]
+
+    def keep(self, kept: Tensor, buckets: SizeBuckets, walk: ExitWalk) -> None:
+        """Carry on with the real samples ``kept`` (positions among the current ones).
+
+        The state is compacted only when the bucket of the new count is smaller than the
+        running batch; otherwise the samples that left stay as padding, which costs no copy.
+        """
+        self.remaining = self.remaining[kept]
+        rows = kept if self.rows is None else self.rows[kept]
+        count = rows.shape[0]
+        target = buckets.size_for(count, self.size)
+        if target == self.size:
+            self.rows = rows
+            return
+        if target > count:  # padding rows: copies of the first real one
+            rows = torch.cat([rows, rows[:1].expand(target - count)])
+        walk.keep(rows)
+        self.rows, self.size = None, target
 
 
 def _checked_mask(policy: ExitDecider, leaving: object, n: int) -> Tensor:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from adanet._device import module_device
-from adanet._validation import check_costs, check_targets
+from adanet._validation import check_costs, check_targets, require_int
 from adanet.calibration.temperature import expected_calibration_error
 from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
+from adanet.inference.buckets import BucketSpec
 from adanet.inference.engine import EarlyExitResult, early_exit, run_to_exit
-from adanet.measure.latency import LatencyStats, latency_stats, time_call
+from adanet.measure.latency import LatencyStats
+from adanet.measure.timing import time_stream
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.protocol import ExitDecider, check_policy, check_policy_fits, stack_logits
 
@@ -77,11 +79,12 @@ class PolicyEvaluation:
     Attributes:
         accuracy: Top-1 accuracy, a fraction in [0, 1].
         mean_cost: Mean cumulative cost paid per image.
-        seconds_per_image: Wall time of the early-exit forward per image (data loading
-            excluded).
+        seconds_per_image: Wall time of the early-exit forward per image over the timed
+            batches (data loading and the warm-up batches excluded; NaN when none was timed).
         exit_fractions: Share of the images that left at each exit.
         num_samples: Images evaluated.
-        latency: Throughput and batch latency of :func:`adanet.early_exit` under the policy.
+        latency: Throughput and batch latency of :func:`adanet.early_exit` under the policy;
+            ``None`` when no batch was timed.
         all_exits_latency: The same for the plain all-exit forward ``model(x)``, timed on the
             same batches in the same run; ``None`` with ``baselines=False``.
         last_exit_latency: The same for the network run to its last exit only (no earlier
@@ -223,32 +226,6 @@ def evaluate_anytime(
     return AnytimeEvaluation(records, logits, targets_all.long())
 
 
-def _run_batch(
-    model: EarlyExitNetwork,
-    images: Tensor,
-    policy: ExitDecider,
-    costs: Sequence[float] | None,
-    convention: Convention | None,
-    baselines: bool,
-) -> tuple[EarlyExitResult, dict[str, float]]:
-    """One batch under the policy and, with ``baselines``, the two static forwards, timed."""
-    device = images.device
-    results: list[EarlyExitResult] = []
-    times = {
-        "policy": time_call(
-            lambda: results.append(
-                early_exit(model, images, policy, costs=costs, convention=convention)
-            ),
-            device,
-        )
-    }
-    if baselines:
-        with torch.no_grad():
-            times["all"] = time_call(lambda: model(images), device)
-            times["last"] = time_call(lambda: run_to_exit(model, images, -1), device)
-    return results[0], times
-
-
 def evaluate_policy(
     model: EarlyExitNetwork,
     loader: Iterable[Batch],
@@ -257,12 +234,17 @@ def evaluate_policy(
     costs: Sequence[float] | None = None,
     convention: Convention | None = None,
     baselines: bool = True,
+    buckets: BucketSpec = "auto",
+    warmup_batches: int = 1,
 ) -> PolicyEvaluation:
     """Run ``policy`` for real (:func:`adanet.early_exit`) over ``loader``, and time it.
 
-    Each batch is run with early exit under the policy and, with ``baselines``, also through the
-    all-exit forward and through the network up to its last exit only, so the three
-    throughputs and batch latencies come from the same run on the same batches.
+    Each batch is run with early exit under the policy and, with ``baselines``, also through
+    the all-exit forward and through the network up to its last exit only (:func:`adanet.
+    run_to_exit`), so the three throughputs and batch latencies come from the same run on the
+    same batches (see :func:`adanet.measure.timing.time_stream`: the ways take turns going
+    first). The first ``warmup_batches`` batches warm the kernels up: they are scored but not
+    timed, so every time is of a batch no way has seen before, after warm-up on others.
 
     Args:
         model: The network, switched to eval mode for the run and restored afterwards.
@@ -272,6 +254,10 @@ def evaluate_policy(
         convention: Cost convention used when measuring; defaults to the policy's, else
             ``"actual"``.
         baselines: Also time the all-exit and the last-exit-only forward.
+        buckets: Sub-batch sizes of early exit (see :func:`adanet.early_exit`).
+        warmup_batches: Leading batches scored but not timed. When the loader yields no
+            more than that, nothing is timed: ``seconds_per_image`` is NaN and the latencies
+            are ``None``.
 
     Returns:
         Accuracy, mean cost, exit shares, and latency for the policy (and the baselines). A
@@ -283,39 +269,72 @@ def evaluate_policy(
     """
     policy = check_policy(policy)
     check_policy_fits(policy, num_exits=model.num_exits)
+    require_int("warmup_batches", warmup_batches, 0)
     device = module_device(model)
     if costs is not None:
         costs = check_costs(costs, model.num_exits)
     else:
         convention = resolve_convention(policy, convention)
+    runs: dict[str, Callable[[Tensor], object]] = {
+        "policy": lambda x: early_exit(
+            model, x, policy, costs=costs, convention=convention, buckets=buckets
+        )
+    }
+    if baselines:
+        runs["all"] = model
+        runs["last"] = lambda x: run_to_exit(model, x, -1)
+    score = _Score(model.num_exits)
     was_training = model.training
     model.eval()
-    correct, total, cost_sum = 0, 0, 0.0
-    times: dict[str, list[float]] = {"policy": [], "all": [], "last": []}
-    counts = torch.zeros(model.num_exits, dtype=torch.long)
     try:
+        with torch.no_grad():
+            timed = time_stream(
+                runs,
+                score.images(loader, device),
+                warmup=warmup_batches,
+                device=device,
+                on_result=score.add,
+            )
+    finally:
+        model.train(was_training)
+    if score.total == 0:
+        raise ValueError("the loader yielded no samples")
+    return PolicyEvaluation(
+        accuracy=score.correct / score.total,
+        mean_cost=score.cost_sum / score.total,
+        seconds_per_image=timed.per_image("policy"),
+        exit_fractions=tuple((score.counts.double() / score.total).tolist()),
+        num_samples=score.total,
+        latency=timed.stats("policy"),
+        all_exits_latency=timed.stats("all") if baselines else None,
+        last_exit_latency=timed.stats("last") if baselines else None,
+    )
+
+
+class _Score:
+    """Accuracy, cost and exit counts of the early-exit results of a stream of batches."""
+
+    def __init__(self, num_exits: int) -> None:
+        self.correct, self.total, self.cost_sum = 0, 0, 0.0
+        self.counts = torch.zeros(num_exits, dtype=torch.long)
+        self._targets: dict[int, Tensor] = {}
+
+    def images(self, loader: Iterable[Batch], device: torch.device) -> Iterator[Tensor]:
+        """The loader's images on ``device``, remembering each batch's targets."""
         for batch in loader:
             images, targets = _unpack(batch)
             images = images.to(device, non_blocking=True)
-            result, batch_times = _run_batch(model, images, policy, costs, convention, baselines)
-            for key, seconds in batch_times.items():
-                times[key].append(seconds)
-            labels = check_targets(targets, result.logits.shape[0], result.logits.shape[1])
-            correct += int(topk_correct(result.logits, labels.to(result.logits.device), 1))
-            total += int(labels.shape[0])
-            cost_sum += float(result.cost.sum())
-            counts += torch.bincount(result.exit_index.cpu(), minlength=model.num_exits)
-    finally:
-        model.train(was_training)
-    if total == 0:
-        raise ValueError("the loader yielded no samples")
-    return PolicyEvaluation(
-        accuracy=correct / total,
-        mean_cost=cost_sum / total,
-        seconds_per_image=sum(times["policy"]) / total,
-        exit_fractions=tuple((counts.double() / total).tolist()),
-        num_samples=total,
-        latency=latency_stats(times["policy"], total),
-        all_exits_latency=latency_stats(times["all"], total) if baselines else None,
-        last_exit_latency=latency_stats(times["last"], total) if baselines else None,
-    )
+            self._targets = {id(images): targets}
+            yield images
+
+    def add(self, name: str, images: Tensor, result: object) -> None:
+        """Score an early-exit result (the baselines' results are only timed)."""
+        if name != "policy":
+            return
+        assert isinstance(result, EarlyExitResult)
+        targets = self._targets[id(images)]
+        labels = check_targets(targets, result.logits.shape[0], result.logits.shape[1])
+        self.correct += int(topk_correct(result.logits, labels.to(result.logits.device), 1))
+        self.total += int(labels.shape[0])
+        self.cost_sum += float(result.cost.sum())
+        self.counts += torch.bincount(result.exit_index.cpu(), minlength=self.counts.numel())

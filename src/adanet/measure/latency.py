@@ -1,7 +1,8 @@
-"""Wall-clock costs: the time per image to reach each exit, and batch latency statistics.
+"""Wall-clock costs: the time per image to reach each exit.
 
 :func:`measure_exit_latency` times :func:`adanet.early_exit` itself under a policy that sends
-every sample out at exit ``k``, for every ``k``, on the user's device. The result is a list of
+every sample out at exit ``k``, for every ``k``, on the user's device, on a stream of distinct
+random batches (:func:`adanet.measure.timing.time_stream`). The result is a list of
 cumulative seconds per image, usable wherever adanet takes ``costs`` (calibration for a mean
 cost, :func:`adanet.budgeted_sweep`, the plots): a budget in milliseconds instead of MACs.
 """
@@ -9,67 +10,20 @@ cost, :func:`adanet.budgeted_sweep`, the plots): a budget in milliseconds instea
 from __future__ import annotations
 
 import copy
-import math
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from adanet._device import module_device
+from adanet.measure.timing import LatencyStats, latency_stats, time_stream
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.protocol import LogitsInput, stack_logits
 
-__all__ = ["LatencyStats", "latency_stats", "measure_exit_latency", "time_call"]
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Throughput and batch latency of one way of running a model over a loader.
-
-    Attributes:
-        images_per_second: Images divided by the summed batch times.
-        p50_batch_seconds: Median time of one batch.
-        p95_batch_seconds: 95th percentile (nearest rank) of the batch times.
-        num_batches: Batches timed.
-    """
-
-    images_per_second: float
-    p50_batch_seconds: float
-    p95_batch_seconds: float
-    num_batches: int
-
-
-def latency_stats(batch_seconds: Sequence[float], num_images: int) -> LatencyStats:
-    """Summarises per-batch wall times.
-
-    Raises:
-        ValueError: If there are no batch times.
-    """
-    if not batch_seconds:
-        raise ValueError("latency_stats needs at least one batch time")
-    ordered = sorted(batch_seconds)
-    rank = max(1, math.ceil(0.95 * len(ordered)))
-    total = math.fsum(ordered)
-    return LatencyStats(
-        images_per_second=num_images / total if total > 0 else math.inf,
-        p50_batch_seconds=statistics.median(ordered),
-        p95_batch_seconds=ordered[rank - 1],
-        num_batches=len(ordered),
-    )
-
-
-def time_call(fn: Callable[[], object], device: torch.device) -> float:
-    """Seconds ``fn()`` takes, synchronising CUDA before and after so the time is real."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+# LatencyStats and latency_stats live in adanet.measure.timing; they are re-exported here,
+# where they were first defined.
+__all__ = ["LatencyStats", "latency_stats", "measure_exit_latency"]
 
 
 class _ExitAt:
@@ -130,12 +84,13 @@ def measure_exit_latency(
 ) -> list[float]:
     """Cumulative seconds per image to reach each exit through the early-exit path.
 
-    For each exit ``k`` a random batch runs through :func:`adanet.early_exit` under a policy
-    that sends every sample out at ``k``: the stem, the blocks up to ``k``, every head up to
-    ``k`` and the policy's bookkeeping, exactly what a sample leaving at ``k`` pays. The median
-    of ``repeats`` timed runs (after ``warmup`` untimed ones) is divided by the batch size. A
-    later exit is never reported cheaper than an earlier one (timing noise is clipped by a
-    running maximum), so the result is a valid cumulative cost list.
+    For each exit ``k``, :func:`adanet.early_exit` runs under a policy that sends every sample
+    out at ``k``: the stem, the blocks up to ``k``, every head up to ``k`` and the policy's
+    bookkeeping, exactly what a sample leaving at ``k`` pays. It is timed on a stream of
+    ``repeats`` distinct random batches after ``warmup`` others (never one batch repeated);
+    the median batch time is divided by the batch size. A later exit is never reported
+    cheaper than an earlier one (timing noise is clipped by a running maximum), so the result
+    is a valid cumulative cost list.
 
     Args:
         model: The network; it is run in eval mode and its training flag is restored.
@@ -143,8 +98,8 @@ def measure_exit_latency(
         batch_size: Images per timed batch (time per image depends on it).
         device: Where to time; defaults to the model's device. On another device a copy of the
             model is timed and the model itself is left where it is.
-        repeats: Timed runs per exit; at least 1.
-        warmup: Untimed runs per exit first (kernel selection, caches); at least 0.
+        repeats: Timed batches per exit; at least 1.
+        warmup: Untimed batches per exit first (kernel selection, caches); at least 0.
 
     Returns:
         Seconds per image for every exit, non-decreasing.
@@ -166,7 +121,6 @@ def measure_exit_latency(
     target = module_device(model) if device is None else torch.device(device)
     timed = model if target == module_device(model) else copy.deepcopy(model).to(target)
     dtype = next((p.dtype for p in timed.parameters() if p.is_floating_point()), torch.float32)
-    x = torch.randn(batch, *shape, device=target, dtype=dtype)
     zero_costs = [0.0] * model.num_exits
     was_training = timed.training
     timed.eval()
@@ -175,15 +129,22 @@ def measure_exit_latency(
         for k in range(model.num_exits):
             policy = _ExitAt(k, model.num_exits)
 
-            def run(policy: _ExitAt = policy) -> None:
-                early_exit(timed, x, policy, costs=zero_costs)
+            def leave_at_k(x: Tensor, policy: _ExitAt = policy) -> object:
+                return early_exit(timed, x, policy, costs=zero_costs)
 
-            for _ in range(warm):
-                run()
-            times = [time_call(run, target) for _ in range(runs)]
-            per_image.append(statistics.median(times) / batch)
+            stream = _random_batches(warm + runs, (batch, *shape), target, dtype)
+            times = time_stream({"exit": leave_at_k}, stream, warmup=warm, device=target)
+            per_image.append(statistics.median(times.seconds["exit"]) / batch)
     finally:
         timed.train(was_training)
     for k in range(1, len(per_image)):
         per_image[k] = max(per_image[k], per_image[k - 1])
     return per_image
+
+
+def _random_batches(
+    count: int, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype
+) -> Iterator[Tensor]:
+    # Made before timing starts (drawing random numbers is not what is timed).
+    batches = [torch.randn(shape, device=device, dtype=dtype) for _ in range(count)]
+    yield from batches

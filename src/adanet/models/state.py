@@ -158,4 +158,28 @@ def select_samples(state: Any, index: Tensor) -> Any:
         )
         raise TypeError(f"index must be a 1-D int64 (or int32) tensor of positions, got {shown}")
     tensors, spec = flatten_state(state)
-    return unflatten_state(spec, [t.index_select(0, index) for t in tensors])
+    return unflatten_state(spec, [_select_rows(t, index) for t in tensors])
+
+
+def _select_rows(tensor: Tensor, index: Tensor) -> Tensor:
+    """``tensor.index_select(0, index)``, keeping a channels-last layout channels-last.
+
+    ``index_select`` returns a contiguous (NCHW) tensor whatever its input's layout, so a
+    compacted channels-last feature map would reach the next convolutions in the other
+    layout (and a buffered dense block's 1×1 convolutions, which read channels-last prefixes
+    in place, would fall back to copies). Gathering into a channels-last output keeps the
+    layout, and is a plain row copy rather than a transposing one.
+    """
+    if (
+        tensor.dim() == 4
+        and not tensor.is_contiguous()
+        and tensor.is_contiguous(memory_format=torch.channels_last)
+    ):
+        if torch.is_grad_enabled() and tensor.requires_grad:
+            return tensor[index]  # advanced indexing keeps the layout and is differentiable
+        shape = (index.shape[0], *tensor.shape[1:])
+        out = torch.empty(
+            shape, dtype=tensor.dtype, device=tensor.device, memory_format=torch.channels_last
+        )
+        return torch.index_select(tensor, 0, index, out=out)
+    return tensor.index_select(0, index)
