@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adanet._validation import is_int
+
 __all__ = ["Z_95", "plot_anytime", "plot_budgeted", "plot_time_against_macs", "wilson_interval"]
 
 _INSTALL_HINT = 'plotting needs matplotlib; install it with: pip install "adanet-torch[plot]"'
@@ -44,7 +46,7 @@ def wilson_interval(accuracy: float, num_samples: int, z: float = Z_95) -> tuple
     Raises:
         ValueError: If ``accuracy`` is outside ``[0, 1]``, ``num_samples < 1`` or ``z <= 0``.
     """
-    if not (isinstance(num_samples, int) and not isinstance(num_samples, bool)) or num_samples < 1:
+    if not is_int(num_samples) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
     if not (math.isfinite(accuracy) and 0.0 <= accuracy <= 1.0):
         raise ValueError(f"accuracy must be a fraction in [0, 1], got {accuracy!r}")

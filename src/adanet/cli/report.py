@@ -29,6 +29,7 @@ from torch import Tensor
 
 from adanet._atomic import atomic_path, write_json_atomic, write_text_atomic
 from adanet._device import module_device
+from adanet._validation import is_int
 from adanet.cli.plots import plot_anytime, plot_budgeted, plot_time_against_macs, wilson_interval
 from adanet.cli.wall_times import (
     WallTimes,
@@ -77,7 +78,7 @@ def add_confidence_intervals(metrics: dict[str, Any]) -> dict[str, Any]:
         ValueError: If ``num_test`` is missing or not a positive integer.
     """
     n = metrics.get("num_test")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"metrics['num_test'] must be a positive integer, got {n!r}")
     for row in metrics.get("anytime", []):
         row["ci95"] = list(wilson_interval(float(row["top1"]), n))

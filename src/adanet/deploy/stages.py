@@ -38,6 +38,7 @@ from adanet.models.state import (
     spec_size,
     unflatten_state,
 )
+from adanet.models.walk import ExitWalk
 
 __all__ = ["ExportedNetwork", "StageExportError", "export_stages", "state_signature"]
 
@@ -135,10 +136,10 @@ def _probe(model: EarlyExitNetwork, x: Tensor) -> _Probe:
     shapes: list[list[tuple[int, ...]]] = []
     dtypes: list[list[torch.dtype]] = []
     with torch.no_grad():
-        state = model.begin(x)
+        walk = ExitWalk(model, x)
         for k in range(model.num_exits - 1):
-            _, state = model.advance(state, k)
-            tensors, spec = flatten_state(state)
+            walk.advance()
+            tensors, spec = flatten_state(walk.state)
             for i, tensor in enumerate(tensors):
                 if tensor.dim() == 0 or tensor.shape[0] != x.shape[0]:
                     raise StageExportError(

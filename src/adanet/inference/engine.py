@@ -25,7 +25,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs
+from adanet._validation import check_costs, is_int, require_index
 from adanet.costs.cache import exit_costs_for, resolve_convention
 from adanet.costs.counting import Convention
 from adanet.inference.buckets import BucketSpec, SizeBuckets
@@ -98,7 +98,7 @@ def _checked_policy(policy: object) -> ExitDecider:
         _POLICY_TYPES.add(type(policy))
         return checked
     num_exits = getattr(policy, "num_exits", None)
-    if isinstance(num_exits, bool) or not isinstance(num_exits, int) or num_exits < 1:
+    if not is_int(num_exits) or num_exits < 1:
         return check_policy(policy)  # raises, naming the problem
     return cast(ExitDecider, policy)
 
@@ -310,13 +310,7 @@ def run_to_exit(model: EarlyExitNetwork, x: Tensor, exit_index: int) -> Tensor:
     """
     if not isinstance(model, EarlyExitNetwork):
         raise TypeError(f"run_to_exit needs an adanet.EarlyExitNetwork, got {type(model).__name__}")
-    if isinstance(exit_index, bool) or not isinstance(exit_index, int):
-        raise TypeError(f"exit_index must be an int, got {exit_index!r}")
-    if not -model.num_exits <= exit_index < model.num_exits:
-        raise ValueError(
-            f"exit_index {exit_index} is out of range for a network with {model.num_exits} exits"
-        )
-    target = exit_index % model.num_exits
+    target = require_index("exit_index", exit_index, model.num_exits)
     model.check_input(x)
     walk = ExitWalk(model, x)
     feature = walk.advance()

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from adanet._device import module_device
+from adanet._validation import parse_input_size, require_int
 from adanet.measure.timing import LatencyStats, latency_stats, time_stream
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.protocol import LogitsInput, stack_logits
@@ -49,28 +50,6 @@ class _ExitAt:
         return torch.full(
             (stacked.shape[1],), self.exit_index, dtype=torch.long, device=stacked.device
         )
-
-
-def _input_shape(model: EarlyExitNetwork, input_size: int | Sequence[int]) -> tuple[int, int, int]:
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
-        size: tuple[int, ...] = (model.in_channels, input_size, input_size)
-    elif isinstance(input_size, Sequence) and not isinstance(input_size, str | bytes):
-        if any(isinstance(v, bool) or not isinstance(v, int) for v in input_size):
-            raise TypeError(f"input_size must hold ints, got {input_size!r}")
-        size = (model.in_channels, *input_size) if len(input_size) == 2 else tuple(input_size)
-    else:
-        raise TypeError(f"input_size must be S, (H, W) or (C, H, W) ints, got {input_size!r}")
-    if len(size) != 3 or min(size) < 1:
-        raise ValueError(
-            f"input_size must be S, (H, W) or (C, H, W) of positive ints, got {input_size!r}"
-        )
-    return (size[0], size[1], size[2])
-
-
-def _positive_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def measure_exit_latency(
@@ -114,10 +93,11 @@ def measure_exit_latency(
         raise TypeError(
             f"measure_exit_latency needs an adanet.EarlyExitNetwork, got {type(model).__name__}"
         )
-    shape = _input_shape(model, input_size)
-    batch = _positive_int("batch_size", batch_size, 1)
-    runs = _positive_int("repeats", repeats, 1)
-    warm = _positive_int("warmup", warmup, 0)
+    shape = parse_input_size(input_size, channels=model.in_channels)
+    require_int("batch_size", batch_size, 1)
+    require_int("repeats", repeats, 1)
+    require_int("warmup", warmup, 0)
+    batch, runs, warm = batch_size, repeats, warmup
     target = module_device(model) if device is None else torch.device(device)
     timed = model if target == module_device(model) else copy.deepcopy(model).to(target)
     dtype = next((p.dtype for p in timed.parameters() if p.is_floating_point()), torch.float32)
