@@ -40,7 +40,7 @@ from typing import Any
 
 from adanet._atomic import write_text_atomic
 from adanet.cli import main as adanet_main
-from adanet.cli.report import cheapest_within
+from adanet.cli.report_text import cheapest_within
 from adanet.cli.stream_report import write_stream_section
 
 RUN = Path("runs/demo")
