@@ -54,6 +54,9 @@ def test_exit_at_policy_sends_everybody_to_one_exit(model: RANet) -> None:
     [
         ({"input_size": "32"}, TypeError),
         ({"input_size": (3, 0, 32)}, ValueError),
+        ({"input_size": (1, 32, 32)}, ValueError),  # the model takes 3 channels
+        ({"input_size": 32.0}, TypeError),
+        ({"batch_size": True}, TypeError),
         ({"batch_size": 0}, ValueError),
         ({"repeats": 0}, ValueError),
         ({"warmup": -1}, ValueError),
