@@ -41,6 +41,7 @@ __all__ = [
     "AuditLedger",
     "AuditRecord",
     "audit_mask",
+    "noted_replay",
 ]
 
 _PHI: Final[float] = (math.sqrt(5.0) - 1.0) / 2.0
@@ -141,3 +142,31 @@ class AuditLedger:
         seen = self.seen + _PRIOR
         value = (seen + _Z * math.sqrt(seen)) / (self.predicted + _PRIOR)
         return min(max(value, 1.0 / _RATIO_LIMIT), _RATIO_LIMIT)
+
+
+def noted_replay(
+    logits: Tensor, confidence: list[Tensor], would: Tensor, notes: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Audit notes of a batch replayed from its all-exit logits.
+
+    Args:
+        logits: ``[exits, N, classes]`` all-exit logits.
+        confidence: ``[N]`` confidences at every exit but the last.
+        would: ``[N]`` the exit each sample would leave at without audits.
+        notes: ``[N, 5]`` the batch's notes from ``initial_state``.
+
+    Returns:
+        ``[N]`` the exits taken (audited samples go to the last) and the completed notes:
+        the exit each audited sample would have left at, with its prediction and confidence
+        there (zeros for samples that would have reached the last exit anyway).
+    """
+    n, last = int(logits.shape[1]), int(logits.shape[0]) - 1
+    notes = notes.clone()
+    exits = torch.where(notes[:, AUDIT] > 0, last, would)
+    rows = torch.arange(n, device=logits.device)
+    early = would < last
+    picked = torch.stack([*confidence, confidence[0]])[would, rows]  # the last row is unused
+    notes[:, WOULD_EXIT] = would.double()
+    notes[:, WOULD_PRED] = torch.where(early, logits[would, rows].argmax(dim=1).double(), 0.0)
+    notes[:, WOULD_CONF] = torch.where(early, picked.double(), 0.0)
+    return exits, notes

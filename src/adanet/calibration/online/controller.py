@@ -45,11 +45,10 @@ from adanet._validation import check_costs, require_int
 from adanet.calibration.online.audit import (
     AUDIT,
     POSITION,
-    WOULD_CONF,
     WOULD_EXIT,
-    WOULD_PRED,
     AuditRecord,
     audit_mask,
+    noted_replay,
 )
 from adanet.calibration.online.family import DisagreementMap, ThresholdFamily, disagreements
 from adanet.calibration.online.learner import Learner
@@ -152,8 +151,6 @@ class OnlineController:
         self._learner = Learner(config, family, drop_map, state)
         self._record: AuditRecord | None = None
 
-    # ------------------------------------------------------------------ properties
-
     @property
     def num_exits(self) -> int:
         """Number of exits it decides for."""
@@ -235,8 +232,6 @@ class OnlineController:
             cost_convention=cfg.cost_convention,
             input_size=cfg.input_size,
         )
-
-    # ------------------------------------------------------------------ decisions
 
     def initial_state(
         self, batch_size: int, device: torch.device | str | None = None
@@ -334,24 +329,12 @@ class OnlineController:
             for k in range(last - 1, -1, -1):
                 would = torch.where(confidence[k] >= self._learner.thresholds[k], k, would)
             exits = would
-            if state:
-                notes = state["notes"].clone()
-                audit = notes[:, AUDIT] > 0
-                exits = torch.where(audit, last, would)
-                rows = torch.arange(n, device=stacked.device)
-                picked = torch.stack([*confidence, confidence[0]])[would, rows]
-                notes[:, WOULD_EXIT] = would.double()
-                predicted = stacked[would, rows].argmax(dim=1).double()
-                notes[:, WOULD_PRED] = torch.where(would < last, predicted, 0.0)
-                notes[:, WOULD_CONF] = torch.where(would < last, picked.double(), 0.0)
-                assert self._record is not None
-                self._record.notes = notes
+            if state and self._record is not None:
+                exits, self._record.notes = noted_replay(stacked, confidence, would, state["notes"])
             chosen = stacked[exits, torch.arange(n, device=stacked.device)]
         self._learner.learn(exits, chosen, self._record)
         self._record = None
         return exits
-
-    # ------------------------------------------------------------------ learning
 
     def observe(self, result: Any) -> None:
         """Learns from the result of ``early_exit(model, x, controller)`` on the latest batch.
@@ -382,8 +365,6 @@ class OnlineController:
                 f"the controller was calibrated for {self._config.num_classes} classes but the "
                 f"logits have {num_classes}"
             )
-
-    # ------------------------------------------------------------------ serialisation
 
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to continue the stream after a restart, JSON-safe."""

@@ -1,4 +1,4 @@
-"""``OnlineController``: holds a cost or a drop on a shifting stream, replays exactly, restarts."""
+"""Tests for adanet.calibration.online.controller: holding a cost or an accuracy-drop target."""
 
 from __future__ import annotations
 

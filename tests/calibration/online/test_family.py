@@ -1,4 +1,4 @@
-"""The tables an online controller steers by, and which images it audits."""
+"""Tests for adanet.calibration.online.family: the tables an online controller steers by."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from adanet.calibration.online import CEILING, DisagreementMap, ThresholdFamily
-from adanet.calibration.online.audit import AuditLedger, audit_mask
 from adanet.calibration.online.family import disagreements
 from adanet.policies import EarlyExitPolicy, exit_confidences
 from synthetic_logits import make_logits
@@ -69,25 +68,3 @@ def test_map_is_a_decreasing_chance_fitted_to_the_data() -> None:
         assert mean == pytest.approx(float(disagree[k].mean()), abs=0.02)
     rebuilt = DisagreementMap.from_dict(mapping.to_dict(), 4)
     assert rebuilt == mapping
-
-
-def test_audits_are_deterministic_evenly_spread_and_seeded() -> None:
-    first = audit_mask(0, 20000, 0.05, seed=0)
-    assert torch.equal(first, audit_mask(0, 20000, 0.05, seed=0))
-    assert torch.equal(first[700:900], audit_mask(700, 200, 0.05, seed=0))
-    # Every stretch of 200 images holds close to 5% audits (no clumps, no droughts).
-    counts = first.view(-1, 200).sum(dim=1)
-    assert int(counts.min()) >= 8 and int(counts.max()) <= 12
-    assert not torch.equal(first, audit_mask(0, 20000, 0.05, seed=1))
-    assert not bool(audit_mask(0, 100, 0.0, seed=0).any())
-
-
-def test_ledger_ratio_starts_cautious_and_follows_the_evidence() -> None:
-    ledger = AuditLedger()
-    start = ledger.ratio
-    assert start > 1.0  # no audits yet: the upper bound trusts the map only upward
-    ledger.add(torch.ones(60), torch.full((60,), 0.25))  # 60 seen where 15 were predicted
-    assert ledger.ratio > 3.0
-    quiet = AuditLedger()
-    quiet.add(torch.zeros(2000), torch.full((2000,), 0.05))  # 0 seen where ~100 predicted
-    assert quiet.ratio < 0.2
