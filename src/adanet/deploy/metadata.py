@@ -44,6 +44,7 @@ __all__ = [
     "check_cost_record",
     "check_policy",
     "check_policy_document",
+    "check_policy_for",
     "check_preprocessing",
     "check_state_matches",
     "check_version",
@@ -227,6 +228,21 @@ def check_policy(
     except ValueError as failure:
         raise error(f"{where}: {failure}") from None
     return policy
+
+
+def check_policy_for(
+    model: nn.Module, policy: Any, input_size: Sequence[int] | None
+) -> EarlyExitPolicy | PatienceExitPolicy:
+    """:func:`check_policy` against ``model``'s exits and head classes, for the images of
+    ``input_size`` it is saved or exported for; a mismatch is a ``ValueError``."""
+    return check_policy(
+        policy,
+        num_exits=len(getattr(model, "exits", ())),
+        num_classes=head_classes(model),
+        input_size=input_size,
+        where="policy",
+        error=ValueError,
+    )
 
 
 def check_policy_document(

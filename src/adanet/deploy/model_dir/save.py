@@ -15,10 +15,9 @@ from adanet._atomic import replace_directory, write_bytes_atomic
 from adanet._validation import parse_input_size
 from adanet.costs.counting import measure_exit_costs
 from adanet.deploy.metadata import (
-    check_policy,
+    check_policy_for,
     check_preprocessing,
     check_state_matches,
-    head_classes,
     parse_json,
 )
 from adanet.deploy.model_dir.layout import (
@@ -187,14 +186,7 @@ def save_pretrained(
     )
     size = _serving_size(model, input_size, prep, previous)
     if policy is not None:
-        check_policy(
-            policy,
-            num_exits=model.num_exits,
-            num_classes=head_classes(model),
-            input_size=size,
-            where="policy",
-            error=ValueError,
-        )
+        check_policy_for(model, policy, size)
     use_safetensors = has_safetensors() if safetensors is None else bool(safetensors)
     if use_safetensors and not has_safetensors():
         raise ImportError(f"writing safetensors needs the 'safetensors' extra: {SAFETENSORS_HINT}")

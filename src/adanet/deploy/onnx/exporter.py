@@ -23,7 +23,7 @@ import torch
 from adanet._atomic import TEMPORARY_NAME, replace_directory, write_bytes_atomic
 from adanet._validation import parse_input_size
 from adanet.costs.counting import measure_exit_costs
-from adanet.deploy.metadata import check_policy, check_preprocessing, finite_sequence, head_classes
+from adanet.deploy.metadata import check_policy_for, check_preprocessing, finite_sequence
 from adanet.deploy.model_dir.layout import checksum_document
 from adanet.deploy.model_dir.save import as_preprocessing
 from adanet.deploy.onnx.export_format import (
@@ -153,14 +153,7 @@ def _checked_context(
                 f"for {list(shape)}; pass preprocessing for the exported size"
             )
     if policy is not None:
-        check_policy(
-            policy,
-            num_exits=model.num_exits,
-            num_classes=head_classes(model),
-            input_size=shape,
-            where="policy",
-            error=ValueError,
-        )
+        check_policy_for(model, policy, shape)
     latency = None
     if latency_ms is not None:
         latency = finite_sequence(latency_ms, model.num_exits, "latency_ms", ValueError)
