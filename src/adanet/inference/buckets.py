@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias, cast
 
+from adanet._validation import is_int, require_int
+
 __all__ = ["DEFAULT_BUCKETS", "BucketSpec", "SizeBuckets"]
 
 _NAMES = ("exact", "pow2", "half-octave")
@@ -89,10 +91,7 @@ class SizeBuckets:
         Raises:
             TypeError, ValueError: ``step`` is not an int >= 1.
         """
-        if isinstance(step, bool) or not isinstance(step, int):
-            raise TypeError(f"the bucket multiple must be an int >= 1, got {step!r}")
-        if step < 1:
-            raise ValueError(f"the bucket multiple must be an int >= 1, got {step}")
+        require_int("the bucket multiple", step, 1)
         return cls("multiple", step=step)
 
     @classmethod
@@ -103,7 +102,7 @@ class SizeBuckets:
             TypeError, ValueError: Not a non-empty sequence of ints >= 1.
         """
         values = tuple(sizes)
-        if not values or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        if not values or not all(is_int(v) for v in values):
             raise TypeError(f"bucket sizes must be a non-empty sequence of ints, got {sizes!r}")
         if min(values) < 1:
             raise ValueError(f"bucket sizes must be >= 1, got {sizes!r}")
@@ -135,7 +134,7 @@ class SizeBuckets:
                     f"or a SizeBuckets, got {spec!r}"
                 )
             return cls(spec)
-        if isinstance(spec, int) and not isinstance(spec, bool):
+        if is_int(spec):
             return cls.multiples(spec)
         if isinstance(spec, Sequence):
             return cls.listed(cast(Sequence[int], spec))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs
+from adanet._validation import check_costs, is_real
 from adanet.models.state import select_samples
 from adanet.policies.confidence import exit_confidences
 from adanet.policies.patience import PatienceExitPolicy
@@ -52,7 +52,7 @@ def check_budget(budget: object) -> float:
     """
     if isinstance(budget, Tensor) and budget.numel() == 1 and not budget.is_complex():
         budget = float(budget)
-    if isinstance(budget, bool) or not isinstance(budget, int | float):
+    if not is_real(budget):
         raise TypeError(f"budget must be a real number (cost per batch), got {budget!r}")
     value = float(budget)
     if math.isnan(value) or value < 0.0:
