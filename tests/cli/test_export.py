@@ -142,13 +142,6 @@ def test_a_bad_calibration_count_is_rejected_by_the_parser(tmp_path: Path) -> No
     assert exit_info.value.code == 2
 
 
-def test_export_run_refuses_a_bad_calibration_count(tmp_path: Path) -> None:
-    from adanet.cli.run_export import export_run
-
-    with pytest.raises(ValueError, match="calibration_images must be an int >= 1, got 0"):
-        export_run(tmp_path, tmp_path / "m", int8=True, calibration_images=0)
-
-
 @pytest.mark.parametrize("where", ["run", "inside", "holding"])
 def test_a_target_overlapping_the_run_is_refused(
     guaranteed_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str

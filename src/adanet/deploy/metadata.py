@@ -128,17 +128,13 @@ def require_keys(
     return value
 
 
-def _is_int(value: Any) -> bool:
-    return is_int(value)
-
-
 def check_version(value: Any, supported: int, where: str, error: ErrorFactory) -> int:
     """A format version: an int from 1 to ``supported``.
 
     Raises:
         Exception: ``error(message)``; a newer version says to upgrade adanet.
     """
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise error(f"{where}: format_version must be an int >= 1, got {value!r}")
     if value > supported:
         raise error(
@@ -152,7 +148,7 @@ def _image_size(value: Any, channels: int, where: str, error: ErrorFactory) -> t
     if (
         not isinstance(value, list | tuple)
         or len(value) != 3
-        or not all(_is_int(v) and v >= 1 for v in value)
+        or not all(is_int(v) and v >= 1 for v in value)
     ):
         raise error(f"{where} must be [C, H, W] with ints >= 1, got {value!r}")
     if value[0] != channels:

@@ -15,10 +15,8 @@ import torch
 
 from adanet import EarlyExitPolicy, RANet, RANetConfig
 from adanet.deploy.model_dir import PretrainedError, load_pretrained, save_pretrained
-from adanet.models import PretrainedCfg
+from model_dirs import PREP, reseal_one, small_ranet
 from sealed_folders import reseal
-
-PREP = PretrainedCfg(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
 
 
 def _ranet() -> RANet:
@@ -177,3 +175,17 @@ def test_a_directory_of_another_architecture_than_asked_for_is_refused(
 @pytest.mark.parametrize("arch", ["RANet", "ranet", "ranet_cifar10", "ranet_imagenet"])
 def test_the_architecture_asked_for_loads(original: Path, arch: str) -> None:
     assert isinstance(load_pretrained(original, arch=arch), RANet)
+
+
+class _Payload:
+    """Any class: unpickling it would import and call code."""
+
+
+def test_weights_that_need_pickle_are_refused(tmp_path: Path) -> None:
+    save_pretrained(small_ranet(), tmp_path, preprocessing=PREP, safetensors=False)
+    # Padded to the size of the real weights, so the size check lets it through to unpickling.
+    padding = torch.zeros(1_000_000)
+    torch.save({"weight": _Payload(), "padding": padding}, tmp_path / "model.pt")
+    reseal_one(tmp_path, "model.pt")
+    with pytest.raises(PretrainedError, match="refusing to load"):
+        load_pretrained(tmp_path)

@@ -1,8 +1,10 @@
-"""``save_pretrained``: all checks before the first byte, and all-or-nothing replacement."""
+"""``save_pretrained``: round trips, all checks before the first byte, and all-or-nothing
+replacement."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import stat
 import subprocess
@@ -14,11 +16,17 @@ import torch
 from torch import nn
 
 import adanet
-from adanet import EarlyExitPolicy, RANet, RANetConfig
-from adanet.deploy.model_dir import PretrainedError, load_pretrained, save_pretrained
+from adanet import EarlyExitPolicy, MSDNet, RANet, RANetConfig
+from adanet.deploy.model_dir import (
+    PretrainedError,
+    PretrainedInfo,
+    load_pretrained,
+    save_pretrained,
+)
 from adanet.models import PretrainedCfg
+from conftest import load_example
+from model_dirs import PREP, small_msdnet, small_ranet
 
-PREP = PretrainedCfg(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
 KILL_WRITERS = Path(__file__).resolve().parents[2] / "kill_writers.py"
 
 
@@ -138,3 +146,119 @@ def test_the_saved_config_passes_the_loaders_validator(saved: Path) -> None:
     config = json.loads((saved / "config.json").read_text())
     assert config["num_exits"] == 3 and config["costs"]["input_size"] == [3, 32, 32]
     assert adanet.load_pretrained(saved).pretrained.policy == EarlyExitPolicy([0.9, 0.8, 0.0])
+
+
+def test_round_trip_gives_identical_logits(tmp_path: Path) -> None:
+    model = small_ranet()
+    policy = EarlyExitPolicy([0.9, 0.8, -math.inf])
+    save_pretrained(model, tmp_path / "m", policy=policy, preprocessing=PREP)
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    loaded = load_pretrained(tmp_path / "m")
+    assert isinstance(loaded, RANet) and not loaded.training
+    assert loaded.config == model.config
+    x = torch.randn(5, 3, 32, 32)
+    with torch.no_grad():
+        for ours, theirs in zip(loaded(x), model(x), strict=True):
+            assert torch.equal(ours, theirs)
+    info = loaded.pretrained
+    assert isinstance(info, PretrainedInfo)
+    assert info.policy == policy
+    assert info.preprocessing == PREP
+    assert info.arch == "RANet"
+    assert info.costs_input_size == (3, 32, 32)
+    assert info.costs == tuple(c.macs for c in adanet.measure_exit_costs(model, 32))
+    assert info.adanet_version == adanet.__version__
+    assert info.format_version == 1
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["policy"] == policy.to_dict()  # the policy's own JSON form
+    assert config["preprocessing"] == {
+        "mean": [0.5, 0.4, 0.3],
+        "std": [0.2, 0.25, 0.3],
+        "input_size": [3, 32, 32],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
+
+
+def test_round_trip_with_torch_weights(tmp_path: Path) -> None:
+    model = small_msdnet()
+    save_pretrained(model, tmp_path, input_size=(3, 32, 32), safetensors=False)
+    assert (tmp_path / "model.pt").is_file()
+    assert not (tmp_path / "model.safetensors").exists()
+    loaded = load_pretrained(tmp_path)
+    assert isinstance(loaded, MSDNet)
+    assert loaded.pretrained.policy is None
+    # Without explicit preprocessing the model's own pretrained_cfg is saved.
+    assert loaded.pretrained.preprocessing == model.pretrained_cfg
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(loaded(x), model(x), strict=True))
+    # Saving again keeps what the directory held, in the other weights format.
+    save_pretrained(loaded, tmp_path, policy=EarlyExitPolicy([0.5, 0.5]))
+    assert (tmp_path / "model.safetensors").is_file() and not (tmp_path / "model.pt").exists()
+    assert load_pretrained(tmp_path).pretrained.policy == EarlyExitPolicy([0.5, 0.5])
+
+
+def test_safetensors_weights_without_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_pretrained(small_ranet(), tmp_path, preprocessing=PREP)
+    monkeypatch.setitem(sys.modules, "safetensors", None)
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)
+    with pytest.raises(ImportError, match=r"adanet-torch\[safetensors\]"):
+        load_pretrained(tmp_path)
+    with pytest.raises(ImportError, match="safetensors"):
+        save_pretrained(small_ranet(), tmp_path / "b", preprocessing=PREP, safetensors=True)
+    save_pretrained(small_ranet(), tmp_path / "c", preprocessing=PREP)  # falls back to torch
+    assert (tmp_path / "c" / "model.pt").is_file()
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    example = adanet.blocks.ExitHead(4, 2)
+    with pytest.raises(TypeError, match="EarlyExitNetwork"):
+        save_pretrained(example, tmp_path, preprocessing=PREP)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="decides for 2 exits but the model has 3"):
+        save_pretrained(small_ranet(), tmp_path, EarlyExitPolicy([0.5, 0.5]), PREP)
+    with pytest.raises(ValueError, match="one entry per input channel"):
+        PretrainedCfg(mean=(0.5,), std=(0.2,), input_size=(3, 32, 32))
+    with pytest.raises(ValueError, match="positive"):
+        PretrainedCfg(mean=(0.5,), std=(0.0,), input_size=(1, 8, 8))
+    with pytest.raises(ValueError, match="optimize_for_inference"):
+        save_pretrained(adanet.optimize_for_inference(small_ranet()), tmp_path, preprocessing=PREP)
+    with pytest.raises(TypeError, match="preprocessing"):
+        save_pretrained(small_ranet(), tmp_path, preprocessing=[1, 2])  # type: ignore[arg-type]
+
+
+def test_preprocessing_defaults_to_the_models_pretrained_cfg(tmp_path: Path) -> None:
+    model = small_ranet()
+    model.pretrained_cfg = PREP
+    save_pretrained(model, tmp_path)
+    loaded = load_pretrained(tmp_path)
+    assert loaded.pretrained.preprocessing == PREP
+    assert loaded.pretrained_cfg == PREP
+
+
+def test_a_registered_network_of_your_own_round_trips(tmp_path: Path) -> None:
+    """A network registered with @register_model and built with create_model is saved by
+    name and arguments, and loads back with the same weights (examples/custom_network.py)."""
+    load_example("custom_network")  # registers "tiny_multiscale"
+    torch.manual_seed(0)
+    model = adanet.create_model("tiny_multiscale", num_classes=5, growth=4).eval()
+    policy = EarlyExitPolicy([0.6] * (model.num_exits - 1) + [-math.inf], num_classes=5)
+    prep = PretrainedCfg(mean=(0.5,) * 3, std=(0.25,) * 3, input_size=(3, 32, 32))
+    save_pretrained(model, tmp_path / "tiny", policy, prep, safetensors=False)
+    record = json.loads((tmp_path / "tiny" / "config.json").read_text())
+    assert record["model"] == "tiny_multiscale"
+    assert record["arguments"] == {"num_classes": 5, "growth": 4}
+    loaded = load_pretrained(tmp_path / "tiny")
+    assert type(loaded) is type(model) and loaded.pretrained.policy == policy
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        for ours, theirs in zip(loaded(x), model(x), strict=True):
+            torch.testing.assert_close(ours, theirs)
+
+
+def test_a_network_built_directly_says_how_to_save_it(tmp_path: Path) -> None:
+    network = load_example("custom_network").TinyMultiScaleNet(num_classes=3)
+    with pytest.raises(TypeError, match="create_model"):
+        save_pretrained(network, tmp_path / "x", preprocessing=PREP)
