@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import adanet.cli as cli
 
-__all__ = ["COMMON", "TINY", "copy_run", "parse", "snapshot", "train"]
+__all__ = ["COMMON", "TINY", "copy_run", "evaluate", "parse", "read_json", "snapshot", "train"]
 
 # A RANet small enough to train an epoch of digits in a second or two.
 TINY = [
@@ -39,3 +41,15 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file of ``folder``: its bytes and modification time."""
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def evaluate(run: Path, *extra: str) -> int:
+    """``adanet eval`` of the run folder ``run`` (anytime mode, replacing earlier results)."""
+    return cli.main(
+        ["eval", "--save", str(run), "-j", "0", "--evalmode", "anytime", "--overwrite", *extra]
+    )
+
+
+def read_json(run: Path, name: str = "metrics.json") -> Any:
+    """The JSON document ``name`` of the run folder ``run``."""
+    return json.loads((run / name).read_text())

@@ -8,22 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import adanet.cli as cli
 import adanet.cli.train as train_command
 from adanet._atomic import write_json_atomic
-
-# A RANet small enough to train an epoch of digits in a second or two.
-TINY = [
-    "--arch", "RANet", "--nBlocks", "1", "--nChannels", "4", "--growthRate", "4",
-    "--grFactor", "2-1", "--bnFactor", "2-1", "--block-step", "1", "--scale-list", "1-2",
-    "--step", "1",
-]  # fmt: skip
-COMMON = ["--data", "digits", "-j", "0", "-b", "64", "--lr", "0.05", "--print-freq", "0"]
-
-
-def train(save: Path, *extra: str) -> int:
-    """``adanet train`` of the tiny RANet on digits into ``save``."""
-    return cli.main(["train", *TINY, *COMMON, "--save", str(save), "--no-progress", *extra])
+from cli_runs import copy_run, train
 
 
 @pytest.fixture
@@ -55,6 +42,12 @@ def guaranteed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.set_num_threads(threads)
     assert code == 0
     return save
+
+
+@pytest.fixture
+def run_copy(guaranteed_run: Path, tmp_path: Path) -> Path:
+    """A copy of :func:`guaranteed_run` that a test may change."""
+    return copy_run(guaranteed_run, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
-"""Tests for adanet.policies.threshold (threshold policies) and adanet.policies.patience:
-decisions, measures,
-temperatures, recorded context, JSON form and the incremental API."""
+"""``EarlyExitPolicy`` (adanet.policies.threshold): decisions, measures, temperatures,
+recorded context, JSON form, and the incremental API checked against ``simulate`` for every
+built-in policy."""
 
 from __future__ import annotations
 
@@ -15,43 +15,13 @@ from torch import Tensor
 from adanet import PatienceExitPolicy
 from adanet.calibration.shares import calibrate_shares, geometric_exit_fractions
 from adanet.policies.threshold import MEASURES, EarlyExitPolicy
+from step_driver import run_incremental
 from synthetic_logits import CALIBRATABLE, make_logits
 
 # --------------------------------------------------------------------------- helpers / oracle
 
 
 AnyPolicy = EarlyExitPolicy | PatienceExitPolicy
-
-
-def run_incremental(policy: AnyPolicy, logits: Tensor) -> Tensor:
-    """Drives step() like a real early-exit loop: samples that leave are dropped."""
-    num_exits, num_samples, _ = logits.shape
-    exits = torch.full((num_samples,), -1, dtype=torch.long, device=logits.device)
-    alive = torch.arange(num_samples, device=logits.device)
-    state = policy.initial_state(num_samples, logits.device)
-    for k in range(num_exits):
-        leave, state = policy.step(k, logits[k, alive], state)
-        assert leave.dtype == torch.bool and leave.shape == alive.shape
-        exits[alive[leave]] = k
-        keep = ~leave
-        alive = alive[keep]
-        state = {key: value[keep] for key, value in state.items()}
-    assert alive.numel() == 0
-    return exits
-
-
-def brute_force_patience(logits: Tensor, k: int) -> list[int]:
-    preds = logits.argmax(dim=2).T.tolist()  # [samples][exits]
-    num_exits = logits.shape[0]
-    exits = []
-    for row in preds:
-        chosen = num_exits - 1
-        for j in range(k - 1, num_exits):
-            if len(set(row[j - k + 1 : j + 1])) == 1:
-                chosen = j
-                break
-        exits.append(chosen)
-    return exits
 
 
 def all_policies(num_exits: int, logits: Tensor) -> Iterator[AnyPolicy]:
@@ -141,28 +111,6 @@ def test_margin_confidence_value() -> None:
     logits = probs.log().view(1, 1, 3).repeat(2, 1, 1)
     assert EarlyExitPolicy([0.2 - 1e-5, 0], measure="margin").simulate(logits).tolist() == [0]
     assert EarlyExitPolicy([0.2 + 1e-5, 0], measure="margin").simulate(logits).tolist() == [1]
-
-
-def test_patience_policy() -> None:
-    policy = PatienceExitPolicy(3, 6)
-    assert policy.measure == "patience"
-    assert policy.patience == 3
-    assert policy.num_exits == 6
-    assert repr(policy) == "PatienceExitPolicy(3, num_exits=6)"
-    for k, n in ((0, 6), (2, 0), (True, 3), (2.0, 3)):
-        with pytest.raises(ValueError):
-            PatienceExitPolicy(k, n)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
-def test_patience_rule_matches_brute_force(k: int) -> None:
-    logits = make_logits(num_exits=6, num_samples=800, num_classes=3, seed=k)
-    policy = PatienceExitPolicy(k, 6)
-    expected = brute_force_patience(logits, k)
-    assert policy.simulate(logits).tolist() == expected
-    assert run_incremental(policy, logits).tolist() == expected
-    if k == 1:
-        assert expected == [0] * 800
 
 
 # -------------------------------------------------------------- incremental == simulate
@@ -401,51 +349,3 @@ def test_constructor_errors() -> None:
 def test_malformed_logits_and_indices(call: Callable[[EarlyExitPolicy], object]) -> None:
     with pytest.raises(ValueError):
         call(EarlyExitPolicy([0.5, 0.0]))
-
-
-def test_patience_step_rejects_missing_or_unindexed_state() -> None:
-    policy = PatienceExitPolicy(2, 3)
-    with pytest.raises(ValueError, match="initial_state"):
-        policy.step(0, torch.randn(4, 3), {})
-    with pytest.raises(ValueError, match="kept samples"):
-        policy.step(0, torch.randn(4, 3), policy.initial_state(5))
-
-
-def test_policy_from_dict_dispatches_on_the_measure() -> None:
-    from adanet.policies.serialization import policy_from_dict
-
-    threshold = EarlyExitPolicy([0.5, -math.inf], temperatures=[2.0, 1.0])
-    patience = PatienceExitPolicy(2, 3, num_classes=5)
-    assert policy_from_dict(threshold.to_dict()) == threshold
-    assert policy_from_dict(patience.to_dict()) == patience
-    with pytest.raises(ValueError):
-        policy_from_dict([0.5])  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    ("document", "message"),
-    [
-        (
-            {"thresholds": [0.5, 0.5], "temperature": [2, 2]},
-            r"unknown policy keys \['temperature'\]",
-        ),
-        ({"thresholds": [0.5, 0.5], "temperatures": "11"}, "temperatures must be a sequence"),
-        ({"thresholds": [0.5, 0.5], "temperatures": ["1", "1"]}, "temperatures must be a sequence"),
-        ({"thresholds": ["nan", 0.5]}, "cannot decode threshold"),
-        ({"thresholds": [10**400, 0.5]}, "cannot decode threshold"),
-        ({"thresholds": [0.5, 0.5], "input_size": [0, 32, 32]}, "positive ints"),
-        (
-            {"measure": "patience", "patience": 2, "thresholds": [2, 2], "temperatures": [1, 1]},
-            r"unknown patience policy keys \['temperatures'\]",
-        ),
-        ({"measure": "patience", "patience": 2, "thresholds": [2, 3]}, "must all equal"),
-        ({"measure": "patience", "patience": 2, "thresholds": ["2", "2"]}, "must hold numbers"),
-    ],
-)
-def test_policy_documents_with_unknown_keys_or_bad_values_are_refused(
-    document: dict[str, object], message: str
-) -> None:
-    from adanet.policies.serialization import policy_from_dict
-
-    with pytest.raises(ValueError, match=message):
-        policy_from_dict(document)
