@@ -1,8 +1,15 @@
+"""``early_exit`` and ``run_to_exit`` (adanet.inference.engine): decisions equal to simulation
+on the original RANet, costs, bad input, and the static run to one exit that runs no other
+head and no later block."""
+
+from __future__ import annotations
+
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from torch import Tensor, nn
 
 import adanet
 from adanet import (
@@ -286,3 +293,77 @@ def test_early_exit_charges_the_costs_a_network_knows_and_measures_the_others() 
     assert plain.known_exit_costs((3, 32, 32), "actual") is None
     measured = measure_exit_costs(plain, 32)[-1].macs
     assert early_exit(plain, x, everybody_last).mean_cost == pytest.approx(measured)
+
+
+@pytest.fixture(scope="module")
+def two_block_model() -> RANet:
+    torch.manual_seed(0)
+    return RANet(RANetConfig(num_blocks=2, block_step=1, step=1, num_classes=4)).eval()
+
+
+def test_every_exit_equals_the_forward(two_block_model: RANet) -> None:
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = two_block_model(x)
+        for k in range(two_block_model.num_exits):
+            torch.testing.assert_close(adanet.run_to_exit(two_block_model, x, k), expected[k])
+        torch.testing.assert_close(adanet.run_to_exit(two_block_model, x, -1), expected[-1])
+
+
+def test_no_other_head_runs(two_block_model: RANet) -> None:
+    ran: list[int] = []
+    handles = [
+        head.register_forward_hook(lambda _m, _i, _o, k=k: ran.append(k))
+        for k, head in enumerate(two_block_model.exits)
+    ]
+    try:
+        with torch.no_grad():
+            adanet.run_to_exit(two_block_model, torch.randn(2, 3, 32, 32), 1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert ran == [1]
+
+
+def test_no_block_after_the_exit_runs(two_block_model: RANet) -> None:
+    last: list[str] = []
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, _o, name=name: last.append(name))
+        for name, module in two_block_model.named_modules()
+        if name.startswith("branches.") and name.count(".") == 3  # branches.s.blocks.b
+    ]
+    try:
+        with torch.no_grad():
+            adanet.run_to_exit(two_block_model, torch.randn(2, 3, 32, 32), 0)
+            first = list(last)
+            last.clear()
+            two_block_model(torch.randn(2, 3, 32, 32))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert 0 < len(first) < len(last)
+
+
+@pytest.mark.parametrize(
+    ("exit_index", "error", "words"),
+    [(99, ValueError, "out of range"), (-99, ValueError, "out of range"), (1.0, TypeError, "int")],
+)
+def test_bad_exit_index(
+    two_block_model: RANet, exit_index: object, error: type, words: str
+) -> None:
+    with pytest.raises(error, match=words):
+        adanet.run_to_exit(two_block_model, torch.randn(1, 3, 32, 32), exit_index)  # type: ignore[arg-type]
+
+
+def test_bad_model_and_input(two_block_model: RANet) -> None:
+    with pytest.raises(TypeError, match="EarlyExitNetwork"):
+        adanet.run_to_exit(nn.Linear(2, 2), torch.randn(1, 2), 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="input channels"):
+        adanet.run_to_exit(two_block_model, torch.randn(1, 1, 32, 32), 0)
+
+
+def test_gradients_flow_as_in_the_forward(two_block_model: RANet) -> None:
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    out: Tensor = adanet.run_to_exit(two_block_model, x, 0)
+    out.sum().backward()
+    assert x.grad is not None

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import adanet
+from adanet.calibration import OnlineController
 from adanet.deploy.onnx import OnnxRuntimeNetwork
 
 pytestmark = [pytest.mark.usefixtures("single_thread"), pytest.mark.numerics]
@@ -87,3 +88,45 @@ def test_measure_exit_costs_refuses_to_count_nothing(network: OnnxRuntimeNetwork
         adanet.measure_exit_costs(network, 32)
     result = adanet.early_exit(network, _images(4), adanet.EarlyExitPolicy([2.0, 2.0, 0.0]))
     assert result.mean_cost == pytest.approx(network.manifest["costs"]["macs"][-1])
+
+
+@pytest.mark.parametrize("scheme", ["auto", "pow2", 16])
+def test_padding_is_invisible_in_onnx_runtime(exported: Any, scheme: Any) -> None:
+    network = OnnxRuntimeNetwork(exported.directory, threads=1)
+    x = torch.randn(45, 3, 32, 32, generator=torch.Generator().manual_seed(8))
+    exact = adanet.early_exit(network, x, exported.policy, buckets="exact")
+    padded = adanet.early_exit(network, x, exported.policy, buckets=scheme)
+    assert len(set(exact.exit_index.tolist())) > 1  # some samples left early: compaction ran
+    # The policy was calibrated on other images, so no confidence here sits on a threshold
+    # and batch-size rounding cannot move a decision.
+    assert torch.equal(padded.exit_index, exact.exit_index)
+    torch.testing.assert_close(padded.logits, exact.logits, rtol=1e-5, atol=1e-5)
+    assert torch.equal(padded.cost, exact.cost)
+
+
+def test_budget_holds(exported: Any, network: OnnxRuntimeNetwork) -> None:
+    x = _images(48, seed=21)
+    plain = adanet.early_exit(network, x, exported.policy)
+    costs = network.known_exit_costs((3, 32, 32), "actual")
+    assert costs is not None
+    for share in (0.35, 0.6, 0.9):
+        budget = max(float(plain.cost.sum()) * share, 48 * costs[0])
+        ours = adanet.early_exit(network, x, exported.policy, budget=budget)
+        assert float(ours.cost.sum()) <= budget  # MAC counts: summed exactly
+        assert float(ours.cost.sum()) < float(plain.cost.sum())  # it did bind
+    same = adanet.early_exit(network, x, exported.policy, budget=float(plain.cost.sum()))
+    assert torch.equal(same.exit_index, plain.exit_index)
+
+
+def test_controller_runs_and_learns_through_onnx_runtime(
+    exported: Any, network: OnnxRuntimeNetwork
+) -> None:
+    with torch.no_grad():
+        calibration = torch.stack(exported.model(_images(128, seed=22)))
+    costs = network.known_exit_costs((3, 32, 32), "actual")
+    assert costs is not None
+    controller = OnlineController(calibration, costs, max_accuracy_drop=0.1, audit_share=0.25)
+    for seed in range(3):
+        result = adanet.early_exit(network, _images(16, seed=30 + seed), controller)
+        controller.observe(result)
+    assert controller.images_seen == 48 and controller.stats()["audits"] > 0
