@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from adanet._validation import check_costs, require_fraction, require_int
+from adanet._validation import check_costs, require_fraction, require_int, require_real
 from adanet.calibration.online.family import DisagreementMap, ThresholdFamily
 from adanet.policies.confidence import check_measure
-from adanet.policies.fields import check_context, check_temperatures, normalise_input_size
+from adanet.policies.fields import (
+    check_context,
+    check_keys,
+    check_temperatures,
+    normalise_input_size,
+)
 
 __all__ = ["ControllerConfig", "check_result", "from_dict_parts"]
 
@@ -21,12 +25,21 @@ __all__ = ["ControllerConfig", "check_result", "from_dict_parts"]
 DEFAULT_AUDIT_SHARE = 0.05
 
 
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+#: The keys of an ``OnlineController.to_dict()`` mapping, its learned state and its ledger.
+_PART_KEYS = ("format", "config", "family", "map", "state")
+_STATE_KEYS = ("command", "pending_sum", "pending_count", "seen", "cost_sum", "ledger")
+_LEDGER_KEYS = ("audits", "disagreements", "seen", "predicted")
+
+
+def _count(name: str, value: object) -> int:
+    require_int(name, value, 0)
+    return int(value)  # type: ignore[call-overload,no-any-return]
+
+
+def _amount(name: str, value: object) -> float:
+    number = require_real(name, value)
+    if number < 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
     return number
 
 
@@ -90,8 +103,12 @@ class ControllerConfig:
                 "give exactly one of target_cost (cost mode) and max_accuracy_drop (accuracy "
                 f"mode), got target_cost={target_cost!r}, max_accuracy_drop={max_accuracy_drop!r}"
             )
+        if len(costs) < 2:
+            raise ValueError(
+                f"an online controller steers 2 or more exits, got costs for {len(costs)}"
+            )
         if target_cost is not None:
-            axis, target = "cost", _number("target_cost", target_cost)
+            axis, target = "cost", require_real("target_cost", target_cost)
             if target < costs[0]:
                 raise ValueError(
                     f"target_cost {target!r} is below costs[0] = {costs[0]!r}, the cost of "
@@ -146,8 +163,12 @@ class ControllerConfig:
         Raises:
             ValueError: A malformed mapping.
         """
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a controller config must be a mapping, got {type(d).__name__}")
+        check_keys(d, [f.name for f in fields(cls)], "controller config")
         try:
             costs = check_costs(d["costs"], len(d["costs"]))
+            require_int("num_classes", d["num_classes"], 1)
             axis = d["axis"]
             if axis not in ("cost", "drop"):
                 raise ValueError(f"axis must be 'cost' or 'drop', got {axis!r}")
@@ -178,30 +199,38 @@ def from_dict_parts(
         ValueError: A missing or malformed part, or a non-finite learned value.
     """
     try:
+        check_keys(d, _PART_KEYS, "controller")
         config = ControllerConfig.from_dict(d["config"])
         num_exits = len(config.costs)
         family = ThresholdFamily.from_dict(d["family"], num_exits)
         drop_map = DisagreementMap.from_dict(d["map"], num_exits)
         raw = d["state"]
+        check_keys(raw, _STATE_KEYS, "controller state")
         ledger = raw["ledger"]
-        seen, pending_count = int(raw["seen"]), int(raw["pending_count"])
+        check_keys(ledger, _LEDGER_KEYS, "controller ledger")
         state: dict[str, Any] = {
-            "command": _number("command", raw["command"]),
-            "pending_sum": _number("pending_sum", raw["pending_sum"]),
-            "pending_count": pending_count,
-            "seen": seen,
-            "cost_sum": _number("cost_sum", raw["cost_sum"]),
+            "command": require_real("state.command", raw["command"]),
+            "pending_sum": _amount("state.pending_sum", raw["pending_sum"]),
+            "pending_count": _count("state.pending_count", raw["pending_count"]),
+            "seen": _count("state.seen", raw["seen"]),
+            "cost_sum": _amount("state.cost_sum", raw["cost_sum"]),
             "ledger": {
-                "audits": int(ledger["audits"]),
-                "disagreements": int(ledger["disagreements"]),
-                "seen": _number("ledger seen", ledger["seen"]),
-                "predicted": _number("ledger predicted", ledger["predicted"]),
+                "audits": _count("ledger.audits", ledger["audits"]),
+                "disagreements": _count("ledger.disagreements", ledger["disagreements"]),
+                "seen": _amount("ledger.seen", ledger["seen"]),
+                "predicted": _amount("ledger.predicted", ledger["predicted"]),
             },
         }
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"malformed controller mapping: {error!r}") from None
-    if seen < 0 or pending_count < 0:
-        raise ValueError("image counts in a controller mapping must be >= 0")
+    if state["ledger"]["disagreements"] > state["ledger"]["audits"]:
+        raise ValueError("ledger.disagreements cannot exceed ledger.audits")
+    low, high = family.bounds(config.axis)
+    if not low <= state["command"] <= high:
+        raise ValueError(
+            f"state.command {state['command']!r} lies outside [{low!r}, {high!r}], the range "
+            f"of the family's {config.axis!r} axis"
+        )
     return config, family, drop_map, state
 
 
