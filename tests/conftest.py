@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 import torch
@@ -108,6 +108,17 @@ def reference_dir() -> Path:
     if not REFERENCE_DIR.is_dir():
         reference_missing(f"reference files not found at {REFERENCE_DIR}")
     return REFERENCE_DIR
+
+
+@pytest.fixture(scope="session")
+def budgeted_case(reference_dir: Path) -> dict[str, Any]:
+    """The original code's budgeted-batch sweep on the visible case: its inputs and the 39
+    results the budgeted and reference-arithmetic tests compare with."""
+    data: dict[str, Any] = torch.load(
+        reference_dir / "cases" / "budgeted" / "visible.pt", weights_only=True
+    )
+    assert len(data["results"]) == 39
+    return data
 
 
 @pytest.fixture(scope="session", autouse=True)

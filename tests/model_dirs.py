@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from adanet import MSDNet, MSDNetConfig, RANet, RANetConfig
+from adanet import MSDNet, RANet, RANetConfig
 from adanet.models import PretrainedCfg
+from small_configs import SMALL_MSDNET
 
 PREP = PretrainedCfg(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), input_size=(3, 32, 32))
 
@@ -31,17 +32,7 @@ def small_ranet() -> RANet:
 def small_msdnet() -> MSDNet:
     """A two-block MSDNet for 5 classes."""
     torch.manual_seed(4)
-    config = MSDNetConfig(
-        num_blocks=2,
-        base=2,
-        step=1,
-        num_channels=4,
-        growth_rate=2,
-        growth_factors=(1, 2, 2),
-        bottleneck_factors=(1, 2, 2),
-        num_classes=5,
-    )
-    return MSDNet(config).eval()
+    return MSDNet(SMALL_MSDNET.replace(num_blocks=2)).eval()
 
 
 def rewrite_json(path: Path, change: Any) -> None:

@@ -10,23 +10,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
-from adanet import RANet, RANetConfig
+from adanet import RANet
 from adanet.training import FitOptions
 from adanet.training.losses import MultiExitLoss
+from small_configs import SMALL_RANET
 
 __all__ = ["TINY", "NaNAt", "loaders", "options", "setup"]
 
-TINY = RANetConfig(
-    num_blocks=1,
-    num_channels=4,
-    growth_rate=4,
-    growth_factors=(2, 1),
-    bottleneck_factors=(2, 1),
-    block_step=1,
-    scale_list=(1, 2),
-    step=1,
-    num_classes=10,
-)
+TINY = SMALL_RANET
 
 
 def loaders(splits: Any, seed: int = 0) -> tuple[DataLoader[Any], DataLoader[Any]]:

@@ -1,4 +1,4 @@
-"""Tests for adanet.calibration.budgeted against the oracle data the original code produced
+"""Tests for adanet.calibration.budgeted against the budgeted_case data the original code produced
 (``cases/budgeted/visible.pt``, see ../shared/reference/README.md); the original's float32
 arithmetic itself is tested in tests/compat/test_budgeted_protocol.py."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,15 +27,6 @@ from adanet.policies.threshold import EarlyExitPolicy
 pytestmark = pytest.mark.numerics
 
 
-@pytest.fixture(scope="module")
-def oracle(reference_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = torch.load(
-        reference_dir / "cases" / "budgeted" / "visible.pt", weights_only=True
-    )
-    assert len(data["results"]) == 39
-    return data
-
-
 def make_data(
     num_exits: int, num_samples: int, num_classes: int, seed: int, quantum: float | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -52,17 +42,20 @@ def make_data(
     return logits, targets
 
 
-# --------------------------------------------------------------------------- the oracle
+# --------------------------------------------------------------------------- the budgeted_case
 
 
-def test_budgeted_sweep_on_logits_agrees_with_the_original(oracle: dict[str, Any]) -> None:
+def test_budgeted_sweep_on_logits_agrees_with_the_original(budgeted_case: dict[str, Any]) -> None:
     """The public sweep takes logits; log-probabilities give back the original's softmax up to
     float32 rounding, so thresholds agree to rounding and the decisions exactly."""
-    (val_probs, val_targets), (test_probs, test_targets) = oracle["val"], oracle["test"]
-    records = budgeted_sweep(
-        val_probs.log(), val_targets, test_probs.log(), test_targets, oracle["flops"]
+    (val_probs, val_targets), (test_probs, test_targets) = (
+        budgeted_case["val"],
+        budgeted_case["test"],
     )
-    for record, want in zip(records, oracle["results"], strict=True):
+    records = budgeted_sweep(
+        val_probs.log(), val_targets, test_probs.log(), test_targets, budgeted_case["flops"]
+    )
+    for record, want in zip(records, budgeted_case["results"], strict=True):
         got = [
             1e8 if t == math.inf else -1e8 if t == -math.inf else t
             for t in record.policy.thresholds

@@ -1,10 +1,9 @@
 """adanet.compat.budgeted_protocol: the original budgeted protocol's float32 arithmetic, equal
-to the oracle data the original code produced (``cases/budgeted/visible.pt``, see
+to the budgeted_case data the original code produced (``cases/budgeted/visible.pt``, see
 ../shared/reference/README.md)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,30 +20,24 @@ from adanet.compat.budgeted_protocol import (
 pytestmark = pytest.mark.numerics
 
 
-@pytest.fixture(scope="module")
-def oracle(reference_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = torch.load(
-        reference_dir / "cases" / "budgeted" / "visible.pt", weights_only=True
-    )
-    assert len(data["results"]) == 39
-    return data
-
-
 def test_reference_arithmetic_equals_the_original_for_all_39_points(
-    oracle: dict[str, Any],
+    budgeted_case: dict[str, Any],
 ) -> None:
-    (val_probs, val_targets), (test_probs, test_targets) = oracle["val"], oracle["test"]
-    points = reference_sweep_from_probabilities(
-        val_probs, val_targets, test_probs, test_targets, oracle["flops"]
+    (val_probs, val_targets), (test_probs, test_targets) = (
+        budgeted_case["val"],
+        budgeted_case["test"],
     )
-    assert [p.p for p in points] == [r["p"] for r in oracle["results"]] == list(DEFAULT_PS)
-    for point, want in zip(points, oracle["results"], strict=True):
+    points = reference_sweep_from_probabilities(
+        val_probs, val_targets, test_probs, test_targets, budgeted_case["flops"]
+    )
+    assert [p.p for p in points] == [r["p"] for r in budgeted_case["results"]] == list(DEFAULT_PS)
+    for point, want in zip(points, budgeted_case["results"], strict=True):
         assert point.thresholds == want["thresholds"], point.p
         assert point.val_accuracy_pct == want["val_accuracy_pct"], point.p
         assert point.test_accuracy_pct == want["test_accuracy_pct"], point.p
         assert point.expected_flops == want["expected_flops"], point.p
     # The sweep must span the budget range, or agreement would be cheap.
-    assert points[0].expected_flops < 0.3 * oracle["flops"][-1] < points[-1].expected_flops
+    assert points[0].expected_flops < 0.3 * budgeted_case["flops"][-1] < points[-1].expected_flops
 
 
 def test_expected_cost_is_accumulated_in_float32() -> None:

@@ -12,6 +12,7 @@ import pytest
 from adanet.compat import read_reference_config, reference_format_for
 from adanet.models.msdnet import MSDNet
 from adanet.models.msdnet_config import MSDNetConfig
+from small_configs import SMALL_MSDNET
 
 README_CIFAR100_ANYTIME = (
     "Namespace(arch='msdnet', base=4, batch_size=64, bnFactor=[1, 2, 4], bottleneck=True, "
@@ -20,16 +21,7 @@ README_CIFAR100_ANYTIME = (
 )
 
 
-SMALL = MSDNetConfig(
-    num_blocks=3,
-    base=2,
-    step=1,
-    num_channels=4,
-    growth_rate=2,
-    growth_factors=(1, 2, 2),
-    bottleneck_factors=(1, 2, 2),
-    num_classes=5,
-)
+SMALL = SMALL_MSDNET
 
 
 def test_read_reference_config_reads_the_readme_command() -> None:

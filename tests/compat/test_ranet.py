@@ -9,6 +9,7 @@ import pytest
 from adanet import RANet, RANetConfig
 from adanet.compat import read_reference_config
 from adanet.compat.ranet import translate_ranet_key
+from small_configs import SMALL_RANET
 
 REFERENCE_LINE = (
     "Namespace(arch='RANet', batch_size=64, block_step=2, bnAfter=True, bnFactor=[4, 2, 1], "
@@ -63,16 +64,7 @@ def test_missing_args_file(tmp_path: Any) -> None:
         read_reference_config(arch="RANet", path_or_text=tmp_path / "missing.txt")
 
 
-SMALL = RANetConfig(
-    num_blocks=1,
-    num_channels=4,
-    growth_rate=4,
-    growth_factors=(2, 1),
-    bottleneck_factors=(2, 1),
-    block_step=1,
-    scale_list=(1, 2),
-    step=1,
-)
+SMALL = SMALL_RANET
 
 # The original's parameter names and adanet's, for SMALL (conv -> norm -> act layers).
 ORIGINAL_KEYS = {

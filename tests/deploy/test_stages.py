@@ -11,11 +11,12 @@ import torch
 from torch import Tensor, nn
 
 import adanet
-from adanet import EarlyExitPolicy, MSDNet, MSDNetConfig, RANet, RANetConfig
+from adanet import EarlyExitPolicy, MSDNet, RANet, RANetConfig
 from adanet.calibration import calibrate_shares
 from adanet.deploy.stages import ExportedNetwork, StageExportError, export_stages, state_signature
 from conftest import load_example
 from decision_margin import assert_same_decisions
+from small_configs import SMALL_MSDNET
 
 # Compares computations that may round differently; run again on another kernel path.
 pytestmark = pytest.mark.numerics
@@ -27,18 +28,7 @@ def _build(name: str) -> adanet.EarlyExitNetwork:
     if name == "ranet":
         model = RANet(RANetConfig(num_blocks=1, block_step=1, step=1))
     elif name == "msdnet":
-        model = MSDNet(
-            MSDNetConfig(
-                num_blocks=3,
-                base=2,
-                step=1,
-                num_channels=4,
-                growth_rate=2,
-                growth_factors=(1, 2, 2),
-                bottleneck_factors=(1, 2, 2),
-                num_classes=5,
-            )
-        )
+        model = MSDNet(SMALL_MSDNET)
     else:
         model = load_example("custom_network").TinyMultiScaleNet(num_classes=10, in_channels=3)
     # Non-trivial BatchNorm statistics, so a stage that used batch statistics would differ.

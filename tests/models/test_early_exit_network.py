@@ -1,5 +1,4 @@
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 import torch
@@ -7,37 +6,6 @@ from torch import Tensor, nn
 
 from adanet import EarlyExitNetwork
 from adanet.models import select_samples
-
-
-@dataclass
-class _State:
-    x: Tensor
-    step: int
-
-
-class _Pair(NamedTuple):
-    a: Tensor
-    b: list[Tensor]
-
-
-def test_select_samples_reaches_every_tensor() -> None:
-    x = torch.arange(12.0).reshape(4, 3)
-    state = {
-        "x": x,
-        "nested": [x, (x, None)],
-        "pair": _Pair(x, [x]),
-        "dc": _State(x, 7),
-        "name": "kept",
-    }
-    index = torch.tensor([3, 1])
-    out = select_samples(state, index)
-    expected = x[[3, 1]]
-    assert torch.equal(out["x"], expected)
-    assert torch.equal(out["nested"][0], expected) and out["nested"][1][1] is None
-    assert isinstance(out["pair"], _Pair) and torch.equal(out["pair"].b[0], expected)
-    assert isinstance(out["dc"], _State) and out["dc"].step == 7
-    assert torch.equal(out["dc"].x, expected)
-    assert out["name"] == "kept"
 
 
 class _Tiny(EarlyExitNetwork):
@@ -107,14 +75,6 @@ def test_an_input_on_another_device_is_refused() -> None:
     model = _Tiny().cuda()
     with pytest.raises(ValueError, match="images are on cpu but the model is on cuda"):
         model(torch.randn(2, 2, 6, 6))
-
-
-@pytest.mark.parametrize(
-    "index", [[0, 1], torch.tensor([0.0, 1.0]), torch.tensor([[0, 1]]), torch.tensor([True])]
-)
-def test_select_samples_refuses_an_index_that_is_not_positions(index: object) -> None:
-    with pytest.raises(TypeError, match="index must be a 1-D int64"):
-        select_samples(torch.zeros(3, 2), index)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------- fine-tuning, description

@@ -18,17 +18,9 @@ from adanet.compat import (
 from adanet.models import select_samples
 from adanet.models.msdnet import MSDNet
 from adanet.models.msdnet_config import MSDNetConfig
+from small_configs import SMALL_MSDNET
 
-SMALL = MSDNetConfig(
-    num_blocks=3,
-    base=2,
-    step=1,
-    num_channels=4,
-    growth_rate=2,
-    growth_factors=(1, 2, 2),
-    bottleneck_factors=(1, 2, 2),
-    num_classes=5,
-)
+SMALL = SMALL_MSDNET
 
 
 def _max_relative_error(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> float:

@@ -62,14 +62,6 @@ def test_bad_names_and_overrides_are_refused_clearly() -> None:
         adanet.list_models(3)  # type: ignore[arg-type]
 
 
-def test_create_model_records_its_name_and_arguments() -> None:
-    model = adanet.create_model("ranet_cifar10", num_classes=7, num_blocks=1, step=1)
-    assert model.model_args is not None
-    assert model.model_args.name == "ranet_cifar10"
-    assert model.model_args.arguments == {"num_blocks": 1, "step": 1, "num_classes": 7}
-    assert adanet.RANet(adanet.RANetConfig()).model_args is None
-
-
 class _Tiny(adanet.EarlyExitNetwork):
     def __init__(self, num_classes: int = 3) -> None:
         super().__init__()

@@ -132,6 +132,8 @@ class NetworkConfig:
             data = json.loads(text)
         except (TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"not a JSON {cls.__name__}: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {cls.__name__} is an object, got {type(data).__name__}")
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> Self:

@@ -117,6 +117,10 @@ def flatten_like(spec: StateSpec, state: Any, out: list[Tensor | None]) -> None:
         for key, value_spec in spec[1]:
             flatten_like(value_spec, state[key], out)
     elif kind == "dataclass":
+        if type(state) is not type(spec[1]):
+            raise StateStructureError(
+                f"expected a {type(spec[1]).__name__} dataclass, got {type(state).__name__}"
+            )
         for name, value_spec in spec[2]:
             flatten_like(value_spec, getattr(state, name), out)
 

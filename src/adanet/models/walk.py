@@ -73,7 +73,13 @@ class ExitWalk:
         return feature
 
     def head(self, feature: Tensor) -> Tensor:
-        """The logits of the exit just reached, from its ``feature``."""
+        """The logits of the exit just reached, from its ``feature``.
+
+        Raises:
+            IndexError: No exit has been reached yet.
+        """
+        if self.next_exit == 0:
+            raise IndexError("head() classifies the exit just reached; call advance() first")
         logits: Tensor = self.network.exits[self.next_exit - 1](feature)
         return logits
 

@@ -11,9 +11,7 @@ from adanet.training.losses import (
     IMTA_GAMMA,
     IMTA_TEMPERATURE,
     MultiExitLoss,
-    exit_weights,
     multi_exit_cross_entropy,
-    resolve_weights,
     self_distillation_loss,
 )
 
@@ -31,45 +29,6 @@ def _two_exit_batch() -> tuple[list[torch.Tensor], torch.Tensor]:
     exit1 = torch.tensor([[LN3, 0.0], [LN3, 0.0]])
     target = torch.tensor([0, 1])
     return [exit0, exit1], target
-
-
-def test_exit_weights_schemes() -> None:
-    assert exit_weights(3, "uniform") == [1.0, 1.0, 1.0]
-    assert exit_weights(4, "linear") == [0.25, 0.5, 0.75, 1.0]
-    assert exit_weights(1, "linear") == [1.0]
-
-
-@pytest.mark.parametrize("bad", [0, -2])
-def test_exit_weights_rejects_bad_count(bad: int) -> None:
-    with pytest.raises(ValueError, match="num_exits"):
-        exit_weights(bad, "uniform")
-
-
-def test_exit_weights_rejects_unknown_scheme() -> None:
-    with pytest.raises(ValueError, match="unknown weight scheme"):
-        exit_weights(3, "cubic")  # type: ignore[arg-type]
-
-
-def test_resolve_weights_accepts_lists_and_names() -> None:
-    assert resolve_weights(None, 2) == [1.0, 1.0]
-    assert resolve_weights("linear", 2) == [0.5, 1.0]
-    assert resolve_weights([0.0, 2], 2) == [0.0, 2.0]
-
-
-@pytest.mark.parametrize(
-    ("weights", "message"),
-    [
-        ([1.0], "2 exits"),
-        ([1.0, 1.0, 1.0], "2 exits"),
-        ([1.0, -0.5], "non-negative"),
-        ([1.0, float("nan")], "finite"),
-        ([float("inf"), 1.0], "finite"),
-        ([0.0, 0.0], "positive"),
-    ],
-)
-def test_resolve_weights_validation(weights: list[float], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        resolve_weights(weights, 2)
 
 
 def test_multi_exit_ce_default_is_plain_sum() -> None:
