@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,8 @@ def train_cli() -> Callable[..., int]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Small convolutions gain nothing from a second thread on a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(single_thread: None) -> None:
+    """Every test here on one thread: small convolutions only contend for the cores."""
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,11 +45,8 @@ def _build(name: str) -> adanet.EarlyExitNetwork:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread: None) -> None:
+    """Every test here on one thread: small convolutions only contend for the cores."""
 
 
 @pytest.fixture(scope="module", params=["ranet", "msdnet", "custom"])

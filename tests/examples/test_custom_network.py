@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import re
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +29,8 @@ example = load_example("custom_network")
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run on one thread: for tensors this small, more threads only contend for the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(single_thread: None) -> None:
+    """Every test here on one thread: small convolutions only contend for the cores."""
 
 
 def _model() -> adanet.EarlyExitNetwork:

@@ -28,8 +28,8 @@ from adanet.calibration.online.audit import (
 )
 from adanet.calibration.online.learner import Learner
 from adanet.calibration.online.state import ControllerConfig
+from controller_configs import COSTS, cost_mode
 
-COSTS = (1.0, 2.0, 4.0)
 LAST = len(COSTS) - 1
 
 # Everybody at exit 0; a middle member; everybody at the last exit. Cost spans [1, 4] and the
@@ -47,26 +47,6 @@ UNSURE = [0.0, 0.0, 0.0]
 SURE = [10.0, 0.0, 0.0]
 
 
-def config(**overrides: Any) -> ControllerConfig:
-    """Cost mode, target 2.5, a move every 4 images with gain 0.5, no audits."""
-    arguments: dict[str, Any] = {
-        "costs": COSTS,
-        "target_cost": 2.5,
-        "max_accuracy_drop": None,
-        "audit_share": 0.0,
-        "measure": "max_prob",
-        "temperatures": None,
-        "update_every": 4,
-        "gain": 0.5,
-        "seed": 0,
-        "num_classes": 3,
-        "cost_convention": None,
-        "input_size": None,
-    }
-    arguments.update(overrides)
-    return ControllerConfig.build(**arguments)
-
-
 def accuracy(**overrides: Any) -> ControllerConfig:
     """Accuracy mode, eps 0.1, a move every 2 images with gain 1."""
     settings: dict[str, Any] = {
@@ -76,7 +56,7 @@ def accuracy(**overrides: Any) -> ControllerConfig:
         "gain": 1.0,
     }
     settings.update(overrides)
-    return config(**settings)
+    return cost_mode(**settings)
 
 
 def learner(cfg: ControllerConfig, state: dict[str, Any] | None = None) -> Learner:
@@ -108,7 +88,7 @@ def audit_record(would: list[tuple[int, int, int, float]], size: int) -> AuditRe
 
 
 def test_a_fresh_learner_starts_at_the_target_with_nothing_learned() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     assert model.command == 2.5
     assert model.seen == 0 and model.cost_sum == 0.0
     assert model.thresholds == FAMILY.at("cost", 2.5)
@@ -120,7 +100,7 @@ def test_a_fresh_learner_starts_at_the_target_with_nothing_learned() -> None:
 
 @pytest.mark.parametrize(("target", "start"), [(6.0, 4.0), (3.0, 3.0)])
 def test_the_start_is_the_target_clamped_to_the_family(target: float, start: float) -> None:
-    assert learner(config(target_cost=target)).command == start
+    assert learner(cost_mode(target_cost=target)).command == start
 
 
 def test_an_accuracy_target_starts_on_the_drop_axis() -> None:
@@ -135,7 +115,7 @@ def test_an_accuracy_target_starts_on_the_drop_axis() -> None:
 
 
 def test_spending_above_the_target_moves_the_command_down() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     before = model.thresholds
     feed(model, [2, 2, 2, 2], [UNSURE] * 4)  # mean cost 4 against a target of 2.5
     assert model.command == pytest.approx(2.5 + 0.5 * (2.5 - 4.0))  # 1.75
@@ -146,7 +126,7 @@ def test_spending_above_the_target_moves_the_command_down() -> None:
 
 
 def test_spending_below_the_target_moves_the_command_up() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     before = model.thresholds
     feed(model, [0, 0, 0, 0], [SURE] * 4)  # mean cost 1
     assert model.command == pytest.approx(2.5 + 0.5 * (2.5 - 1.0))  # 3.25
@@ -154,16 +134,16 @@ def test_spending_below_the_target_moves_the_command_up() -> None:
 
 
 def test_the_move_is_gain_times_the_error() -> None:
-    model = learner(config(target_cost=2.0, update_every=2))
+    model = learner(cost_mode(target_cost=2.0, update_every=2))
     feed(model, [0, 2], [SURE, UNSURE])  # costs 1 and 4, mean 2.5: down by 0.5 * 0.5
     assert model.command == pytest.approx(1.75)
-    model = learner(config(target_cost=2.0, update_every=2))
+    model = learner(cost_mode(target_cost=2.0, update_every=2))
     feed(model, [1, 1], [UNSURE, UNSURE])  # mean 2, the target
     assert model.command == pytest.approx(2.0)
 
 
 def test_the_command_waits_for_update_every_images_then_uses_their_mean() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     feed(model, [2, 2, 2], [UNSURE] * 3)  # 3 of 4 images: no move yet
     assert model.command == 2.5
     assert model.state_dict()["pending_sum"] == pytest.approx(12.0)
@@ -175,13 +155,13 @@ def test_the_command_waits_for_update_every_images_then_uses_their_mean() -> Non
 
 
 def test_a_batch_larger_than_update_every_makes_one_move() -> None:
-    model = learner(config(update_every=2))
+    model = learner(cost_mode(update_every=2))
     feed(model, [2, 2, 2, 2, 2, 2], [UNSURE] * 6)  # six images, one move by the mean
     assert model.command == pytest.approx(2.5 + 0.5 * (2.5 - 4.0))
 
 
 def test_every_image_is_counted_and_charged() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     feed(model, [0, 1, 2], [SURE, SURE, UNSURE])
     feed(model, [2, 2], [UNSURE, UNSURE])
     assert model.seen == 5
@@ -190,14 +170,14 @@ def test_every_image_is_counted_and_charged() -> None:
 
 @pytest.mark.parametrize(("exit_index", "end"), [(2, 1.0), (0, 4.0)])
 def test_a_large_error_is_clamped_to_the_family(exit_index: int, end: float) -> None:
-    model = learner(config(gain=1.5))
+    model = learner(cost_mode(gain=1.5))
     # 2.5 + 1.5 * (2.5 - 4) = 0.25 and 2.5 + 1.5 * (2.5 - 1) = 4.75: both beyond [1, 4].
     feed(model, [exit_index] * 4, [UNSURE] * 4)
     assert model.command == end
 
 
 def test_nan_logits_are_charged_in_cost_mode() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     nan = [math.nan] * 3
     feed(model, [2, 2, 2, 2], [nan] * 4)  # their cost is real: they move the command down
     assert model.command == pytest.approx(1.75)
@@ -205,7 +185,7 @@ def test_nan_logits_are_charged_in_cost_mode() -> None:
 
 
 def test_a_constant_stream_pins_the_command_at_an_end_and_stays_finite() -> None:
-    cheap, dear = learner(config()), learner(config())
+    cheap, dear = learner(cost_mode()), learner(cost_mode())
     for _ in range(50):
         feed(cheap, [0] * 4, [SURE] * 4)
         feed(dear, [2] * 4, [[math.nan] * 3] * 4)
@@ -216,7 +196,7 @@ def test_a_constant_stream_pins_the_command_at_an_end_and_stays_finite() -> None
 
 
 def test_an_empty_batch_changes_nothing() -> None:
-    for cfg in (config(), accuracy()):
+    for cfg in (cost_mode(), accuracy()):
         model = learner(cfg)
         before = model.state_dict()
         model.learn(torch.zeros(0, dtype=torch.long), torch.zeros(0, 3), None)
@@ -319,8 +299,8 @@ def test_other_measures_also_drive_the_map(measure: str) -> None:
 
 
 def test_audits_in_cost_mode_are_booked_but_do_not_change_the_move() -> None:
-    audited = learner(config(audit_share=0.5, update_every=2))
-    plain = learner(config(audit_share=0.5, update_every=2))
+    audited = learner(cost_mode(audit_share=0.5, update_every=2))
+    plain = learner(cost_mode(audit_share=0.5, update_every=2))
     exits, logits = batch([LAST, LAST], [SURE, SURE])  # the last exit predicts class 0
     # Image 0 would have left at exit 0 saying class 1 (a disagreement); image 1 at exit 1
     # saying class 0 (an agreement).
@@ -335,14 +315,14 @@ def test_audits_in_cost_mode_are_booked_but_do_not_change_the_move() -> None:
 
 
 def test_an_audit_that_would_have_reached_the_last_exit_never_disagrees() -> None:
-    model = learner(config(audit_share=0.5))
+    model = learner(cost_mode(audit_share=0.5))
     record = audit_record([(0, LAST, 2, 0.0)], size=1)
     model.learn(*batch([LAST], [SURE]), record)
     assert model.ledger.audits == 1 and model.ledger.disagreements == 0
 
 
 def test_audited_images_forced_out_early_or_nan_are_not_audits() -> None:
-    model = learner(config(audit_share=0.5))
+    model = learner(cost_mode(audit_share=0.5))
     # Image 0 left at exit 1 (a budget forced it out); image 1 has NaN logits.
     record = audit_record([(0, 0, 1, 0.3), (1, 0, 1, 0.3)], size=2)
     model.learn(*batch([1, LAST], [SURE, [math.nan] * 3]), record)
@@ -369,7 +349,7 @@ def test_accuracy_mode_counts_an_audited_image_at_the_exit_it_would_have_left() 
 # ----------------------------------------------------------------------------- state
 
 
-@pytest.mark.parametrize("make", [config, accuracy])
+@pytest.mark.parametrize("make", [cost_mode, accuracy])
 def test_a_saved_state_continues_exactly(make: Any) -> None:
     first = learner(make(audit_share=0.5, update_every=3))
     first.learn(*batch([0, LAST], [UNSURE, SURE]), audit_record([(1, 0, 1, 0.3)], size=2))
@@ -387,7 +367,7 @@ def test_a_saved_state_continues_exactly(make: Any) -> None:
 
 
 def test_the_state_names_every_learned_value() -> None:
-    model = learner(config())
+    model = learner(cost_mode())
     feed(model, [0, 1, 2], [SURE, SURE, SURE])
     state = model.state_dict()
     assert set(state) == {"command", "pending_sum", "pending_count", "seen", "cost_sum", "ledger"}

@@ -24,28 +24,7 @@ from adanet.calibration.online.state import (
     check_result,
     from_dict_parts,
 )
-
-COSTS = (1.0, 2.0, 4.0)
-
-
-def build(**overrides: Any) -> ControllerConfig:
-    """A three-exit cost-mode config holding a mean cost of 2.5, with ``overrides``."""
-    arguments: dict[str, Any] = {
-        "costs": COSTS,
-        "target_cost": 2.5,
-        "max_accuracy_drop": None,
-        "audit_share": None,
-        "measure": "max_prob",
-        "temperatures": None,
-        "update_every": 4,
-        "gain": 0.5,
-        "seed": 0,
-        "num_classes": 3,
-        "cost_convention": None,
-        "input_size": None,
-    }
-    arguments.update(overrides)
-    return ControllerConfig.build(**arguments)
+from controller_configs import cost_mode
 
 
 def through_json(d: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +51,7 @@ def controller_mapping() -> dict[str, Any]:
     }
     return {
         "format": "adanet-online-controller",
-        "config": build().to_dict(),
+        "config": cost_mode().to_dict(),
         "family": family.to_dict(),
         "map": drop_map.to_dict(),
         "state": state,
@@ -83,7 +62,7 @@ def controller_mapping() -> dict[str, Any]:
 
 
 def test_build_records_cost_mode_with_plain_python_values() -> None:
-    config = build(costs=[1, 2, 4], target_cost=3, gain=1, update_every=8, seed=5)
+    config = cost_mode(costs=[1, 2, 4], target_cost=3, gain=1, update_every=8, seed=5)
     assert config.axis == "cost"
     assert config.costs == (1, 2, 4) and isinstance(config.costs, tuple)
     assert config.target == 3.0 and isinstance(config.target, float)
@@ -92,16 +71,16 @@ def test_build_records_cost_mode_with_plain_python_values() -> None:
 
 
 def test_build_records_accuracy_mode_on_the_drop_axis() -> None:
-    config = build(target_cost=None, max_accuracy_drop=0.05)
+    config = cost_mode(target_cost=None, max_accuracy_drop=0.05)
     assert config.axis == "drop"
     assert config.target == pytest.approx(0.05)
 
 
 def test_audits_default_to_none_in_cost_mode_and_a_few_in_accuracy_mode() -> None:
-    assert build().audit_share == 0.0
-    assert build(target_cost=None, max_accuracy_drop=0.1).audit_share == DEFAULT_AUDIT_SHARE
+    assert cost_mode().audit_share == 0.0
+    assert cost_mode(target_cost=None, max_accuracy_drop=0.1).audit_share == DEFAULT_AUDIT_SHARE
     assert 0.0 < DEFAULT_AUDIT_SHARE < 0.5
-    assert build(audit_share=0.25).audit_share == 0.25  # an explicit share is kept as given
+    assert cost_mode(audit_share=0.25).audit_share == 0.25  # an explicit share is kept as given
 
 
 @pytest.mark.parametrize(
@@ -142,11 +121,11 @@ def test_build_refuses_each_bad_argument_naming_it(
     overrides: dict[str, Any], error: type[Exception], match: str
 ) -> None:
     with pytest.raises(error, match=match):
-        build(**overrides)
+        cost_mode(**overrides)
 
 
 def test_a_config_is_frozen() -> None:
-    config = build()
+    config = cost_mode()
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.target = 3.0  # type: ignore[misc]
 
@@ -155,7 +134,7 @@ def test_a_config_is_frozen() -> None:
 
 
 def test_to_dict_holds_every_field_as_json_values() -> None:
-    config = build(temperatures=(1.5, 1.0, 0.8), input_size=(24, 32), cost_convention="actual")
+    config = cost_mode(temperatures=(1.5, 1.0, 0.8), input_size=(24, 32), cost_convention="actual")
     d = config.to_dict()
     assert set(d) == {field.name for field in dataclasses.fields(ControllerConfig)}
     assert d["costs"] == [1.0, 2.0, 4.0]
@@ -182,14 +161,14 @@ def test_to_dict_holds_every_field_as_json_values() -> None:
     ],
 )
 def test_a_config_round_trips_through_json(overrides: dict[str, Any]) -> None:
-    config = build(**overrides)
+    config = cost_mode(**overrides)
     restored = ControllerConfig.from_dict(through_json(config.to_dict()))
     assert restored == config
     assert restored.to_dict() == config.to_dict()
 
 
 def test_from_dict_fills_the_optional_fields_and_normalises_input_size() -> None:
-    d = build().to_dict()
+    d = cost_mode().to_dict()
     for key in ("temperatures", "cost_convention", "input_size"):
         del d[key]
     restored = ControllerConfig.from_dict(d)
@@ -200,7 +179,7 @@ def test_from_dict_fills_the_optional_fields_and_normalises_input_size() -> None
 
 
 def test_from_dict_gives_a_missing_audit_share_its_mode_default() -> None:
-    cost = {**build().to_dict(), "audit_share": None}
+    cost = {**cost_mode().to_dict(), "audit_share": None}
     assert ControllerConfig.from_dict(cost).audit_share == 0.0
     drop = {**cost, "axis": "drop", "target": 0.1}
     assert ControllerConfig.from_dict(drop).audit_share == DEFAULT_AUDIT_SHARE
@@ -221,7 +200,7 @@ def test_from_dict_gives_a_missing_audit_share_its_mode_default() -> None:
     ],
 )
 def test_from_dict_refuses_a_missing_required_key(key: str) -> None:
-    d = build().to_dict()
+    d = cost_mode().to_dict()
     del d[key]
     with pytest.raises(ValueError, match=f"malformed controller config: KeyError\\('{key}'\\)"):
         ControllerConfig.from_dict(d)
@@ -291,13 +270,13 @@ def test_from_dict_refuses_each_bad_field_with_a_value_error(
 ) -> None:
     # Whatever the constructor would raise (TypeError or ValueError), a bad mapping is a
     # ValueError whose message names the field.
-    d = {**build().to_dict(), key: value}
+    d = {**cost_mode().to_dict(), key: value}
     with pytest.raises(ValueError, match=match):
         ControllerConfig.from_dict(d)
 
 
 def test_from_dict_reads_an_accuracy_target_as_a_drop() -> None:
-    d = {**build().to_dict(), "axis": "drop", "target": 0.1}
+    d = {**cost_mode().to_dict(), "axis": "drop", "target": 0.1}
     config = ControllerConfig.from_dict(d)
     assert config.axis == "drop" and config.target == pytest.approx(0.1)
 
@@ -313,7 +292,7 @@ def test_from_dict_reads_an_accuracy_target_as_a_drop() -> None:
     ],
 )
 def test_from_dict_checks_an_accuracy_target_as_a_fraction(value: Any, match: str) -> None:
-    d = {**build().to_dict(), "axis": "drop", "target": value}
+    d = {**cost_mode().to_dict(), "axis": "drop", "target": value}
     with pytest.raises(ValueError, match=match):
         ControllerConfig.from_dict(d)
 
@@ -324,7 +303,7 @@ def test_from_dict_checks_an_accuracy_target_as_a_fraction(value: Any, match: st
 def test_from_dict_parts_returns_each_part_validated_and_typed() -> None:
     d = through_json(controller_mapping())
     config, family, drop_map, state = from_dict_parts(d)
-    assert config == build()
+    assert config == cost_mode()
     assert family.cost == (1.0, 2.0, 4.0) and family.drop == (0.5, 0.2, 0.0)
     assert family.thresholds[1] == (0.6, 0.4)
     assert drop_map.edges == ((0.5,), (0.5,))
@@ -490,13 +469,13 @@ def test_check_result_refuses_exits_out_of_range(exits: list[int]) -> None:
 def test_a_config_with_fewer_than_two_exits_is_refused() -> None:
     for costs in ([], [1.0]):
         for mode in ({"target_cost": 1.0}, {"target_cost": None, "max_accuracy_drop": 0.1}):
-            d = {**build().to_dict(), "costs": costs}
+            d = {**cost_mode().to_dict(), "costs": costs}
             if "max_accuracy_drop" in mode:
                 d.update(axis="drop", target=0.1)
             with pytest.raises(ValueError, match="2 or more exits"):
                 ControllerConfig.from_dict(d)
     with pytest.raises(ValueError, match="2 or more exits, got costs for 1"):
-        build(costs=(1.0,), target_cost=1.0)
+        cost_mode(costs=(1.0,), target_cost=1.0)
 
 
 @pytest.mark.parametrize("where", ["config", "state", "ledger", "top"])
@@ -515,7 +494,7 @@ def test_misspelt_keys_are_refused_not_dropped(where: str) -> None:
 
 @pytest.mark.parametrize("value", [None, 0, True, 2.0])
 def test_the_recorded_classes_must_be_a_positive_int(value: Any) -> None:
-    d = {**build().to_dict(), "num_classes": value}
+    d = {**cost_mode().to_dict(), "num_classes": value}
     with pytest.raises(ValueError, match="num_classes"):
         ControllerConfig.from_dict(d)
 
@@ -556,4 +535,4 @@ def test_learned_values_out_of_their_range_are_refused(
 def test_the_hand_made_mapping_is_accepted() -> None:
     # The tests above change one field of this mapping each, so it must itself be valid.
     config, _, _, state = from_dict_parts(through_json(controller_mapping()))
-    assert config == build() and state["command"] == 2.25 and state["ledger"]["audits"] == 2
+    assert config == cost_mode() and state["command"] == 2.25 and state["ledger"]["audits"] == 2
