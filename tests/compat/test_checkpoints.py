@@ -62,6 +62,8 @@ class _Exploit:
         return (os.system, ("touch pwned",))
 
 
+# The planted pickle is written with protocol 4 on purpose; torch warns before refusing it.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_pickle_that_would_run_code_is_refused_and_not_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
