@@ -29,6 +29,7 @@ from torch import Tensor
 
 from adanet._atomic import atomic_path, write_json_atomic, write_text_atomic
 from adanet._device import module_device
+from adanet.cli.background_export import BackgroundExport
 from adanet.cli.plots import plot_anytime, plot_budgeted, plot_time_against_macs
 from adanet.cli.report_text import add_confidence_intervals, cheapest_within, render_report
 from adanet.cli.wall_times import WallTimes, measure_wall_times, static_run_macs
@@ -37,7 +38,7 @@ from adanet.deploy.optimize import optimize_for_inference
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.serialization import policy_from_dict
 
-__all__ = ["REPORT_NAME", "timing_networks", "write_run_report"]
+__all__ = ["REPORT_NAME", "onnx_installed", "timing_networks", "write_run_report"]
 
 REPORT_NAME = "report.md"
 
@@ -50,21 +51,30 @@ def timing_networks(
     *,
     onnx: bool | None = None,
     say: Callable[..., None] = print,
+    exported: BackgroundExport | None = None,
 ) -> dict[str, EarlyExitNetwork]:
     """The ways of running ``model`` the report times: as it is (``"eager"``), its
     :func:`adanet.optimize_for_inference` copy (``"optimized"``) and, with ``onnx`` (``None``:
     where the ``onnx`` extra is installed and the model is on the CPU), its stages exported
     with :func:`adanet.export_onnx` and run by ONNX Runtime (``"ONNX Runtime"``).
 
-    An export that fails leaves ONNX Runtime out, with a note through ``say``.
+    An export that fails leaves ONNX Runtime out, with a note through ``say``. With
+    ``exported`` (an export already running in another process) its stages are used; should
+    it have failed, the stages are exported here.
     """
     networks: dict[str, EarlyExitNetwork] = {"eager": model}
     networks["optimized"] = optimize_for_inference(model)
     on_cpu = module_device(model).type == "cpu"
-    if onnx is False or (onnx is None and not (on_cpu and _onnx_installed())):
+    if onnx is False or (onnx is None and not (on_cpu and onnx_installed())):
         return networks
     from adanet.deploy.onnx import OnnxRuntimeNetwork, export_onnx
 
+    if exported is not None:
+        try:
+            networks["ONNX Runtime"] = OnnxRuntimeNetwork(exported.result())
+            return networks
+        except (ImportError, RuntimeError, ValueError, TypeError) as error:
+            say(f"note: exporting again in this process ({str(error)[:200]})")
     with tempfile.TemporaryDirectory(prefix="adanet-report-onnx-") as folder:
         try:
             export_onnx(model.eval(), Path(folder) / "stages", tuple(image_shape))
@@ -75,7 +85,7 @@ def timing_networks(
     return networks
 
 
-def _onnx_installed() -> bool:
+def onnx_installed() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript"))
@@ -97,7 +107,9 @@ def _time_budget_points(
     costs = stored.get("costs") or [float(row["macs"]) for row in metrics["anytime"]]
     first = next(iter(test_loader))
     image_shape = tuple(int(v) for v in first[0].shape[1:])
-    networks = timing_networks(model, image_shape, onnx=options["onnx"], say=options["say"])
+    networks = timing_networks(
+        model, image_shape, onnx=options["onnx"], say=options["say"], exported=options["exported"]
+    )
     recorded = stored.get("cost_convention") or metrics.get("cost_convention")
     convention: Convention = "reference" if recorded == "reference" else "actual"
     # The eager and optimized static runs skip the earlier heads; ONNX Runtime's stages each
@@ -125,6 +137,7 @@ def write_run_report(
     onnx: bool | None = None,
     prefix: str = "",
     say: Callable[..., None] = print,
+    exported: BackgroundExport | None = None,
 ) -> Path:
     """Completes a run folder: intervals in ``metrics.json``, plots with intervals, ``report.md``.
 
@@ -150,6 +163,8 @@ def write_run_report(
         prefix: Prefix of every file read and written (``"eval_"`` for ``adanet eval``,
             which must not replace the training run's files).
         say: Where progress lines go.
+        exported: The ONNX export of ``model`` already running in another process
+            (:func:`adanet.cli.evaluate_run` starts one), used instead of exporting here.
 
     Returns:
         The path of ``report.md``.
@@ -162,7 +177,12 @@ def write_run_report(
     policies_path = folder / f"{prefix}policies.json"
     if budgeted and policies_path.is_file() and max_timed_images != 0:
         stored = json.loads(policies_path.read_text(encoding="utf-8"))
-        options = {"onnx": onnx, "say": say, "max_images": max_timed_images or 10**9}
+        options = {
+            "onnx": onnx,
+            "say": say,
+            "max_images": max_timed_images or 10**9,
+            "exported": exported,
+        }
         wall = _time_budget_points(model, test_loader, metrics, stored, options)
         metrics["wall_time"] = {**asdict(wall), "recommended": wall.recommended.name}
     metrics.setdefault("device", str(module_device(model)))
