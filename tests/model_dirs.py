@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -40,9 +39,3 @@ def rewrite_json(path: Path, change: Any) -> None:
     data = json.loads(path.read_text())
     change(data)
     path.write_text(json.dumps(data))
-
-
-def reseal_one(directory: Path, name: str) -> None:
-    """Record ``name``'s current checksum, as a forger (or a newer adanet) would."""
-    digest = hashlib.sha256((directory / name).read_bytes()).hexdigest()
-    rewrite_json(directory / "checksums.json", lambda d: d["files"].__setitem__(name, digest))

@@ -38,7 +38,7 @@ from adanet.deploy.optimize import optimize_for_inference
 from adanet.models.early_exit_network import EarlyExitNetwork
 from adanet.policies.serialization import policy_from_dict
 
-__all__ = ["REPORT_NAME", "onnx_installed", "timing_networks", "write_run_report"]
+__all__ = ["REPORT_NAME", "times_onnx_runtime", "timing_networks", "write_run_report"]
 
 REPORT_NAME = "report.md"
 
@@ -64,8 +64,7 @@ def timing_networks(
     """
     networks: dict[str, EarlyExitNetwork] = {"eager": model}
     networks["optimized"] = optimize_for_inference(model)
-    on_cpu = module_device(model).type == "cpu"
-    if onnx is False or (onnx is None and not (on_cpu and onnx_installed())):
+    if not times_onnx_runtime(model, onnx):
         return networks
     from adanet.deploy.onnx import OnnxRuntimeNetwork, export_onnx
 
@@ -85,10 +84,16 @@ def timing_networks(
     return networks
 
 
-def onnx_installed() -> bool:
+def times_onnx_runtime(model: EarlyExitNetwork, onnx: bool | None = None) -> bool:
+    """Whether the report times ``model``'s ONNX Runtime stages: ``onnx`` if given, else
+    where the model is on the CPU and ONNX Runtime and ``onnxscript`` can be imported."""
+    if onnx is not None:
+        return onnx
     import importlib.util
 
-    return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript"))
+    return module_device(model).type == "cpu" and all(
+        importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnxscript")
+    )
 
 
 def _time_budget_points(

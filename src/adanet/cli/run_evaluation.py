@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from adanet._atomic import write_json_atomic
-from adanet._device import module_device
 from adanet.calibration.budgeted import DEFAULT_PS, BudgetRecord, budgeted_sweep
 from adanet.cli.background_export import BackgroundExport
 from adanet.cli.policy_runs import PolicyOptions, report_policy_rows, risk_row, run_row
-from adanet.cli.report import onnx_installed, write_run_report
+from adanet.cli.report import times_onnx_runtime, write_run_report
 from adanet.costs.counting import Convention, measure_exit_costs
 from adanet.data import DataLoaders
 from adanet.measure.evaluation import AnytimeEvaluation, evaluate_anytime
@@ -381,9 +380,9 @@ def evaluate_run(
 
 def _start_export(model: EarlyExitNetwork, image_shape: Sequence[int]) -> BackgroundExport | None:
     """The report's ONNX export started in another process, where the report will time
-    ONNX Runtime (the ``onnx`` extra installed, the model on the CPU) and the network can be
+    ONNX Runtime (:func:`adanet.cli.report.times_onnx_runtime`) and the network can be
     rebuilt there; else ``None`` (the report exports, or skips ONNX Runtime, itself)."""
-    if module_device(model).type != "cpu" or not onnx_installed():
+    if not times_onnx_runtime(model):
         return None
     try:
         return BackgroundExport(model, image_shape)

@@ -308,14 +308,7 @@ def test_from_dict_parts_returns_each_part_validated_and_typed() -> None:
     assert family.thresholds[1] == (0.6, 0.4)
     assert drop_map.edges == ((0.5,), (0.5,))
     assert drop_map.values == ((0.8, 0.2), (0.4, 0.1))
-    assert state == {
-        "command": 2.25,
-        "pending_sum": 6.0,
-        "pending_count": 3,
-        "seen": 40,
-        "cost_sum": 95.0,
-        "ledger": {"audits": 2, "disagreements": 1, "seen": 1.0, "predicted": 0.5},
-    }
+    assert state == controller_mapping()["state"]
     assert isinstance(state["command"], float) and isinstance(state["seen"], int)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from adanet import EarlyExitPolicy, RANet, RANetConfig
 from adanet.deploy.model_dir import PretrainedError, load_pretrained, save_pretrained
-from model_dirs import PREP, reseal_one, small_ranet
+from model_dirs import PREP, small_ranet
 from sealed_folders import reseal
 
 
@@ -186,6 +186,6 @@ def test_weights_that_need_pickle_are_refused(tmp_path: Path) -> None:
     # Padded to the size of the real weights, so the size check lets it through to unpickling.
     padding = torch.zeros(1_000_000)
     torch.save({"weight": _Payload(), "padding": padding}, tmp_path / "model.pt")
-    reseal_one(tmp_path, "model.pt")
+    reseal(tmp_path)
     with pytest.raises(PretrainedError, match="refusing to load"):
         load_pretrained(tmp_path)

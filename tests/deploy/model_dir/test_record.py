@@ -10,13 +10,14 @@ import pytest
 import adanet
 from adanet.deploy.model_dir import PretrainedError, load_pretrained, save_pretrained
 from conftest import load_example
-from model_dirs import PREP, reseal_one, rewrite_json, small_ranet
+from model_dirs import PREP, rewrite_json, small_ranet
+from sealed_folders import reseal
 
 
 def test_newer_format_versions_are_refused(tmp_path: Path) -> None:
     save_pretrained(small_ranet(), tmp_path, preprocessing=PREP)
     rewrite_json(tmp_path / "config.json", lambda d: d.__setitem__("format_version", 2))
-    reseal_one(tmp_path, "config.json")
+    reseal(tmp_path)
     with pytest.raises(PretrainedError, match="format version 2, newer"):
         load_pretrained(tmp_path)
     rewrite_json(tmp_path / "checksums.json", lambda d: d.__setitem__("format_version", 3))
@@ -27,7 +28,7 @@ def test_newer_format_versions_are_refused(tmp_path: Path) -> None:
 def test_unknown_architecture_is_a_clear_error(tmp_path: Path) -> None:
     save_pretrained(small_ranet(), tmp_path, preprocessing=PREP)
     rewrite_json(tmp_path / "config.json", lambda d: d.__setitem__("arch", "ResNeXt"))
-    reseal_one(tmp_path, "config.json")
+    reseal(tmp_path)
     with pytest.raises(PretrainedError, match=r"unknown architecture 'ResNeXt'.*MSDNet.*RANet"):
         load_pretrained(tmp_path)
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from adanet._validation import check_costs, require_fraction, require_int, require_real
+from adanet.calibration.online.audit import AuditLedger
 from adanet.calibration.online.family import DisagreementMap, ThresholdFamily
 from adanet.policies.confidence import check_measure
 from adanet.policies.fields import (
@@ -28,7 +29,7 @@ DEFAULT_AUDIT_SHARE = 0.05
 #: The keys of an ``OnlineController.to_dict()`` mapping, its learned state and its ledger.
 _PART_KEYS = ("format", "config", "family", "map", "state")
 _STATE_KEYS = ("command", "pending_sum", "pending_count", "seen", "cost_sum", "ledger")
-_LEDGER_KEYS = ("audits", "disagreements", "seen", "predicted")
+_LEDGER_KEYS = tuple(f.name for f in fields(AuditLedger))
 
 
 def _count(name: str, value: object) -> int:
